@@ -1,0 +1,18 @@
+"""Load trained models from their bundles for prediction (no training imports)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["load_predictor"]
+
+
+def load_predictor(bundle_dir: Path, device: str = "cpu"):
+    """The predictor for the family named in the bundle's ``config.json``."""
+    family = json.loads((Path(bundle_dir) / "config.json").read_text()).get("family")
+    if family == "behavegpt":
+        from behave.inference.behavegpt import BehaveGPTPredictor
+
+        return BehaveGPTPredictor.from_dir(bundle_dir, device)
+    raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")

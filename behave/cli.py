@@ -1,0 +1,191 @@
+"""The ``behave`` command: LightningCLI for fit/validate/test/predict, plus behave's own verbs.
+
+    behave fit --config pipelines/behavegpt.yaml          train, log to MLflow, register
+    behave data generate user-events --out data/x         synthetic app-usage log
+    behave data import log.csv --out data/y --map user_id=uid,behavior=event
+    behave promote behavegpt                              review @challenger vs @champion
+    behave serve                                          start the BentoML service
+
+Heavy imports (lightning, mlflow, torch) happen inside the verb that needs them, so
+``behave --help`` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main", "BehaveCLI"]
+
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+
+
+def _lightning_cli_class():
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    from behave.tasks.callbacks import MLflowSaveConfig
+
+    class BehaveCLI(LightningCLI):
+        """LightningCLI whose model receives the datamodule's facts (vocab sizes, label counts)
+        as ``model.data_info`` and whose resolved config goes to the MLflow run."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.link_arguments(
+                "data", "model.init_args.data_info", compute_fn=lambda dm: dm.data_info, apply_on="instantiate"
+            )
+            parser.link_arguments("data.init_args.context_length", "model.init_args.context_length")
+
+    return BehaveCLI, MLflowSaveConfig
+
+
+def run_lightning(argv: list[str]) -> None:
+    import lightning as L
+
+    BehaveCLI, MLflowSaveConfig = _lightning_cli_class()
+    BehaveCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=MLflowSaveConfig,
+        save_config_kwargs={"save_to_log_dir": False},
+        args=argv,
+        parser_kwargs={"prog": "behave"},
+    )
+
+
+def _parse_mapping(text: str | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"--map expects canonical=source pairs, got {item!r}")
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="behave",
+        description="Train, review, serve and explain sequence models of behavior.",
+        epilog="fit/validate/test/predict are LightningCLI commands: "
+        "`behave fit --help`, `behave fit --config pipelines/behavegpt.yaml --print_config`.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb in LIGHTNING_VERBS:
+        verbs.add_parser(verb, help=f"LightningCLI {verb} (--config pipelines/<family>.yaml)", add_help=False)
+
+    data = verbs.add_parser("data", help="generate or import datasets (Parquet + manifest)")
+    data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    gen = data_verbs.add_parser("generate", help="generate a synthetic dataset")
+    gen_kinds = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
+    ue = gen_kinds.add_parser("user-events", help="multi-domain app-usage event log (BehaveGPT)")
+    ue.add_argument("--out", default="data/user-events", help="output folder (default: %(default)s)")
+    ue.add_argument("--events", type=int, default=1_000_000, help="number of events (default: %(default)s)")
+    ue.add_argument("--users", type=int, default=None, help="number of users (default: derived from --events)")
+    ue.add_argument("--behaviors", type=int, default=600, help="behavior types (default: %(default)s)")
+    ue.add_argument("--domains", default="social,commerce,media,fintech", help="comma-separated domain names")
+    ue.add_argument("--days", type=int, default=28, help="days of activity (default: %(default)s)")
+    ue.add_argument("--seed", type=int, default=0)
+    ue.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    imp = data_verbs.add_parser("import", help="import your own CSV/Parquet event log")
+    imp.add_argument("source", help="CSV or Parquet file")
+    imp.add_argument("--out", required=True, help="output folder")
+    imp.add_argument(
+        "--map",
+        default=None,
+        help="canonical=source column pairs, e.g. user_id=uid,timestamp=ts,behavior=event "
+        "(canonical columns: user_id, timestamp, behavior, location, domain)",
+    )
+    imp.add_argument("--timestamp-format", default=None, help="strptime format when timestamps are strings")
+    imp.add_argument("--domain", default="default", help="domain for rows without one (default: %(default)s)")
+
+    promote = verbs.add_parser("promote", help="evaluate @challenger vs @champion; promote if better")
+    promote.add_argument("family", choices=["behavegpt"])
+    promote.add_argument("--metric", default="recall@10_macro", help="deciding metric (default: %(default)s)")
+    promote.add_argument("--min-delta", type=float, default=0.0, help="required improvement (default: 0)")
+    promote.add_argument("--data-dir", default=None, help="evaluate on this data folder's test split instead")
+
+    serve = verbs.add_parser("serve", help="start the BentoML service (loads each family's @champion)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def _run_data(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    if args.data_verb == "generate":
+        from behave.data.user_events import generate_user_events
+
+        manifest = generate_user_events(
+            Path(args.out),
+            num_events=args.events,
+            num_users=args.users,
+            num_behaviors=args.behaviors,
+            domains=tuple(d.strip() for d in args.domains.split(",") if d.strip()),
+            seed=args.seed,
+            days=args.days,
+            progress=not args.no_progress,
+        )
+        rows = manifest["row_counts"]
+        print(f"wrote {args.out}/events.parquet: {rows} (content hash {manifest['content_hash'][:12]})")
+    else:
+        from behave.data.importer import import_events
+
+        summary = import_events(
+            Path(args.source),
+            Path(args.out),
+            mapping=_parse_mapping(args.map),
+            timestamp_format=args.timestamp_format,
+            default_domain=args.domain,
+        )
+        print(summary.one_line())
+
+
+def _run_promote(args: argparse.Namespace) -> None:
+    from behave.review import review_and_promote
+
+    split = {"data_dir": args.data_dir} if args.data_dir else None
+    review = review_and_promote(args.family, metric=args.metric, min_delta=args.min_delta, split=split)
+    print(review.table())
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:BehaveService",
+         "--working-dir", str(root), "--host", args.host, "--port", str(args.port)],
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_VERBS:
+        return _guarded(lambda: run_lightning(argv))
+    args = build_parser().parse_args(argv)
+    if args.verb is None:
+        build_parser().print_help()
+        return
+    handlers = {"data": _run_data, "promote": _run_promote, "serve": _run_serve}
+    _guarded(lambda: handlers[args.verb](args))
+
+
+def _guarded(run) -> None:
+    """Expected failures (bad data, missing model, bad input) end in one line, not a traceback."""
+    from behave.errors import EXPECTED_ERRORS
+
+    try:
+        run()
+    except EXPECTED_ERRORS as err:
+        print(f"behave: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

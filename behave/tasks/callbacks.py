@@ -1,0 +1,110 @@
+"""Callbacks that connect training to tracking: the resolved config and the registered model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+
+from behave import tracking
+
+__all__ = ["MLflowSaveConfig", "RegisterModel", "git_commit"]
+
+log = logging.getLogger(__name__)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+
+
+class MLflowSaveConfig(SaveConfigCallback):
+    """Logs the fully resolved LightningCLI config to the MLflow run as ``config.yaml``.
+
+    (Lightning's default writes to ``trainer.log_dir``, which MLflow loggers do not have.)
+    """
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = _mlflow_logger(trainer)
+        if logger is None:
+            return
+        text = self.parser.dump(self.config, skip_none=False)
+        tracking.log_text(logger.run_id, text, "config.yaml")
+
+
+class RegisterModel(L.Callback):
+    """At the end of ``fit``: best weights -> bundle -> plots -> registered ``behave.<family>``.
+
+    The best checkpoint (by the checkpoint callback's monitor) is loaded before export, with
+    ``weights_only=True``. Skipped for ``fast_dev_run`` and when no MLflow logger is set.
+    """
+
+    def __init__(self, family: str, register: bool = True) -> None:
+        self.family = family
+        self.register = register
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logger = _mlflow_logger(trainer)
+        if trainer.fast_dev_run or logger is None or not trainer.is_global_zero:
+            return
+        if trainer.interrupted:  # Ctrl-C: keep the checkpoint, do not register a half model
+            return
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if best and Path(best).is_file():
+            state = torch.load(best, map_location=pl_module.device, weights_only=True)["state_dict"]
+            pl_module.load_state_dict(state)
+            log.info("registering the best checkpoint %s", best)
+        datamodule = trainer.datamodule
+        run_id = logger.run_id
+        generation, samples = pl_module.generation_report(datamodule)
+        if generation:
+            logger.log_metrics({f"generation/{k}": v for k, v in generation.items()}, step=trainer.global_step)
+        figures = pl_module.figures(datamodule, samples)
+        figures["learning_curves"] = self._learning_curves(run_id)
+        tracking.log_figures(run_id, figures)
+        if not self.register:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = pl_module.export_bundle(Path(tmp) / "bundle", datamodule)
+            example_in, example_out = pl_module.example_io(datamodule)
+            hp = datamodule.hparams
+            tags = {
+                "dataset_hash": datamodule.manifest.get("content_hash", ""),
+                "data_dir": str(Path(hp.data_dir).resolve()),
+                "git_commit": git_commit(),
+                "validation_status": "pending_review",
+                # what `behave promote` evaluates both versions on
+                "eval_split": json.dumps(
+                    {
+                        "data_dir": str(Path(hp.data_dir).resolve()),
+                        "domains": hp.domains,
+                        "val_fraction": hp.val_fraction,
+                        "test_fraction": hp.test_fraction,
+                        "split_seed": hp.split_seed,
+                        "context_length": hp.context_length,
+                    }
+                ),
+            }
+            version = tracking.register_model(run_id, self.family, bundle, example_in, example_out, tags)
+        name = tracking.registered_name(self.family)
+        print(f"registered {name} version {version} (@challenger) from run {run_id}")
+
+    @staticmethod
+    def _learning_curves(run_id: str):
+        from behave.tasks.plots import learning_curves
+
+        return learning_curves(tracking.metric_history(run_id, ["train/loss", "val/loss"]))

@@ -1,0 +1,229 @@
+"""The one module that talks to MLflow: store location, runs' artifacts, the model registry.
+
+Default store: SQLite at ``./mlflow/mlflow.db`` with artifacts under ``./mlflow/artifacts``
+(relative to the working directory), overridable with ``MLFLOW_TRACKING_URI`` (and
+``BEHAVE_ARTIFACT_ROOT`` for new experiments' artifact location). Registered models are named
+``behave.<family>``; review moves the aliases ``@challenger`` -> ``@champion`` (-> ``@previous``).
+
+A model version's artifacts are an MLflow pyfunc model (usable with ``mlflow.pyfunc.load_model``)
+whose ``artifacts/bundle`` folder holds what behave itself loads: ``weights.safetensors``,
+``config.json`` and ``vocab.json`` — plain tensors and JSON, never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+
+__all__ = [
+    "tracking_uri",
+    "artifact_location",
+    "client",
+    "ensure_experiment",
+    "registered_name",
+    "log_figures",
+    "log_text",
+    "metric_history",
+    "register_model",
+    "get_version",
+    "promote",
+    "set_version_tag",
+    "resolve_model_dir",
+    "BundlePyfunc",
+]
+
+log = logging.getLogger(__name__)
+ALIASES = ("champion", "challenger", "previous")
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = Path.cwd() / "mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def artifact_location() -> str | None:
+    """Artifact root for new experiments; None lets a remote tracking server decide."""
+    root = os.environ.get("BEHAVE_ARTIFACT_ROOT")
+    if root:
+        return root
+    if tracking_uri().startswith("sqlite:///"):
+        return (Path(tracking_uri().removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return None
+
+
+def client():
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(name: str) -> str:
+    c = client()
+    experiment = c.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return c.create_experiment(name, artifact_location=artifact_location())
+
+
+def registered_name(family: str) -> str:
+    return f"behave.{family}"
+
+
+def log_figures(run_id: str, figures: dict[str, Any]) -> None:
+    """Logs matplotlib figures as PNGs under ``plots/`` of the run, and closes them."""
+    import matplotlib.pyplot as plt
+
+    c = client()
+    for name, fig in figures.items():
+        c.log_figure(run_id, fig, f"plots/{name}.png")
+        plt.close(fig)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    client().log_text(run_id, text, artifact_file)
+
+
+def metric_history(run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) pairs of each metric key logged in the run."""
+    c = client()
+    return {key: [(m.step, m.value) for m in c.get_metric_history(run_id, key)] for key in keys}
+
+
+class BundlePyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow-native entry point: DataFrame of histories -> DataFrame of top-k behaviors."""
+
+    def load_context(self, context) -> None:
+        from behave.inference import load_predictor
+
+        self.predictor = load_predictor(Path(context.artifacts["bundle"]))
+
+    def predict(self, context, model_input, params=None):
+        return self.predictor.predict_frame(model_input, **(params or {}))
+
+
+def register_model(
+    run_id: str,
+    family: str,
+    bundle_dir: Path,
+    input_example: Any,
+    output_example: Any,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Logs the bundle as the run's model and registers it as ``behave.<family>`` @challenger.
+
+    All or nothing: if any step after the version is created fails, the version is deleted.
+    The first version of a family also becomes @champion (there is nothing to compare it to).
+    Returns the new version number.
+    """
+    import torch
+    from mlflow.models import infer_signature
+
+    import behave
+
+    c = client()
+    name = registered_name(family)
+    signature = infer_signature(input_example, output_example)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BundlePyfunc(),
+            artifacts={"bundle": str(bundle_dir)},
+            code_paths=[str(Path(behave.__file__).parent)],
+            signature=signature,
+            input_example=input_example,
+            # listing requirements avoids ~20 s of MLflow's dependency inference
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                "safetensors",
+                "polars",
+                "numpy",
+                "pandas",
+            ],
+        )
+    try:
+        c.get_registered_model(name)
+    except Exception:
+        c.create_registered_model(name, description=f"behave {family} models")
+    version = c.create_model_version(name, info.model_uri, run_id=run_id, tags=tags or {})
+    try:
+        c.set_registered_model_alias(name, "challenger", version.version)
+        try:
+            c.get_model_version_by_alias(name, "champion")
+        except Exception:
+            c.set_registered_model_alias(name, "champion", version.version)
+            c.set_model_version_tag(name, version.version, "validation_status", "first_version")
+    except BaseException:
+        c.delete_model_version(name, version.version)
+        raise
+    return version.version
+
+
+def get_version(family: str, alias: str):
+    """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
+    try:
+        return client().get_model_version_by_alias(registered_name(family), alias)
+    except Exception as err:
+        raise LookupError(
+            f"no model {registered_name(family)}@{alias} in {tracking_uri()}: train one with "
+            f"`behave fit --config pipelines/{family}.yaml`"
+        ) from err
+
+
+def promote(family: str, version: str, metrics: dict[str, float] | None = None) -> None:
+    """Makes ``version`` @champion; the old champion keeps @previous."""
+    c = client()
+    name = registered_name(family)
+    try:
+        old = c.get_model_version_by_alias(name, "champion").version
+    except Exception:
+        old = None
+    if old is not None and old != version:
+        c.set_registered_model_alias(name, "previous", old)
+    c.set_registered_model_alias(name, "champion", version)
+    c.set_model_version_tag(name, version, "validation_status", "promoted")
+    if metrics:
+        c.set_model_version_tag(name, version, "promotion_metrics", json.dumps(metrics))
+
+
+def set_version_tag(family: str, version: str, key: str, value: str) -> None:
+    client().set_model_version_tag(registered_name(family), version, key, value)
+
+
+def resolve_model_dir(uri: str | Path) -> Path:
+    """A local folder with ``weights.safetensors``, ``config.json`` and ``vocab.json``.
+
+    Accepts a local bundle folder, or ``models:/behave.<family>@alias`` / ``models:/NAME/VERSION``
+    (downloaded once into a cache beside the store).
+    """
+    path = Path(str(uri))
+    if not str(uri).startswith(("models:/", "runs:/")):
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
+        return path
+    client()  # sets the tracking and registry URIs
+    cache = Path(tempfile.gettempdir()) / "behave-models"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(dir=cache))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(target)))
+    except Exception:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    if not (local / "config.json").is_file():
+        raise FileNotFoundError(f"{uri} has no behave bundle (artifacts/bundle/config.json)")
+    return local
