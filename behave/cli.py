@@ -31,7 +31,10 @@ def _lightning_cli_class():
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             parser.link_arguments(
-                "data", "model.init_args.data_info", compute_fn=lambda dm: dm.data_info, apply_on="instantiate"
+                "data",
+                "model.init_args.data_info",
+                compute_fn=lambda dm: dm.data_info,
+                apply_on="instantiate",
             )
             parser.link_arguments("data.init_args.context_length", "model.init_args.context_length")
 
@@ -73,18 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for verb in LIGHTNING_VERBS:
-        verbs.add_parser(verb, help=f"LightningCLI {verb} (--config pipelines/<family>.yaml)", add_help=False)
+        verbs.add_parser(
+            verb, help=f"LightningCLI {verb} (--config pipelines/<family>.yaml)", add_help=False
+        )
 
     data = verbs.add_parser("data", help="generate or import datasets (Parquet + manifest)")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
     gen = data_verbs.add_parser("generate", help="generate a synthetic dataset")
     gen_kinds = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
     ue = gen_kinds.add_parser("user-events", help="multi-domain app-usage event log (BehaveGPT)")
-    ue.add_argument("--out", default="data/user-events", help="output folder (default: %(default)s)")
-    ue.add_argument("--events", type=int, default=1_000_000, help="number of events (default: %(default)s)")
-    ue.add_argument("--users", type=int, default=None, help="number of users (default: derived from --events)")
-    ue.add_argument("--behaviors", type=int, default=600, help="behavior types (default: %(default)s)")
-    ue.add_argument("--domains", default="social,commerce,media,fintech", help="comma-separated domain names")
+    ue.add_argument(
+        "--out", default="data/user-events", help="output folder (default: %(default)s)"
+    )
+    ue.add_argument(
+        "--events", type=int, default=1_000_000, help="number of events (default: %(default)s)"
+    )
+    ue.add_argument(
+        "--users", type=int, default=None, help="number of users (default: derived from --events)"
+    )
+    ue.add_argument(
+        "--behaviors", type=int, default=600, help="behavior types (default: %(default)s)"
+    )
+    ue.add_argument(
+        "--domains", default="social,commerce,media,fintech", help="comma-separated domain names"
+    )
     ue.add_argument("--days", type=int, default=28, help="days of activity (default: %(default)s)")
     ue.add_argument("--seed", type=int, default=0)
     ue.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -98,16 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="canonical=source column pairs, e.g. user_id=uid,timestamp=ts,behavior=event "
         "(canonical columns: user_id, timestamp, behavior, location, domain)",
     )
-    imp.add_argument("--timestamp-format", default=None, help="strptime format when timestamps are strings")
-    imp.add_argument("--domain", default="default", help="domain for rows without one (default: %(default)s)")
+    imp.add_argument(
+        "--timestamp-format", default=None, help="strptime format when timestamps are strings"
+    )
+    imp.add_argument(
+        "--domain", default="default", help="domain for rows without one (default: %(default)s)"
+    )
 
-    promote = verbs.add_parser("promote", help="evaluate @challenger vs @champion; promote if better")
+    promote = verbs.add_parser(
+        "promote", help="evaluate @challenger vs @champion; promote if better"
+    )
     promote.add_argument("family", choices=["behavegpt"])
-    promote.add_argument("--metric", default="recall@10_macro", help="deciding metric (default: %(default)s)")
-    promote.add_argument("--min-delta", type=float, default=0.0, help="required improvement (default: 0)")
-    promote.add_argument("--data-dir", default=None, help="evaluate on this data folder's test split instead")
+    promote.add_argument(
+        "--metric", default="recall_at_10_macro", help="deciding metric (default: %(default)s)"
+    )
+    promote.add_argument(
+        "--min-delta", type=float, default=0.0, help="required improvement (default: 0)"
+    )
+    promote.add_argument(
+        "--data-dir", default=None, help="evaluate on this data folder's test split instead"
+    )
 
-    serve = verbs.add_parser("serve", help="start the BentoML service (loads each family's @champion)")
+    serve = verbs.add_parser(
+        "serve", help="start the BentoML service (loads each family's @champion)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     return parser
@@ -130,7 +159,9 @@ def _run_data(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
         )
         rows = manifest["row_counts"]
-        print(f"wrote {args.out}/events.parquet: {rows} (content hash {manifest['content_hash'][:12]})")
+        print(
+            f"wrote {args.out}/events.parquet: {rows} (content hash {manifest['content_hash'][:12]})"
+        )
     else:
         from behave.data.importer import import_events
 
@@ -148,7 +179,9 @@ def _run_promote(args: argparse.Namespace) -> None:
     from behave.review import review_and_promote
 
     split = {"data_dir": args.data_dir} if args.data_dir else None
-    review = review_and_promote(args.family, metric=args.metric, min_delta=args.min_delta, split=split)
+    review = review_and_promote(
+        args.family, metric=args.metric, min_delta=args.min_delta, split=split
+    )
     print(review.table())
 
 
@@ -159,8 +192,19 @@ def _run_serve(args: argparse.Namespace) -> None:
     root = Path(__file__).resolve().parent.parent
     os.execvp(
         sys.executable,
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:BehaveService",
-         "--working-dir", str(root), "--host", args.host, "--port", str(args.port)],
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:BehaveService",
+            "--working-dir",
+            str(root),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ],
     )
 
 

@@ -11,4 +11,9 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the fix."""
 
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, LookupError, FileNotFoundError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DataError,
+    LookupError,
+    FileNotFoundError,
+)

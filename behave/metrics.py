@@ -1,6 +1,7 @@
 """Ranking and generation metrics for next-behavior models (pure torch / numpy).
 
-Definitions (one target behavior per prediction):
+Definitions (one target behavior per prediction; metric keys avoid "@", which MLflow rejects,
+so recall@10 macro is ``recall_at_10_macro``):
 - recall@k (weighted): share of predictions whose target is among the top-k scores; every
   prediction counts once, so frequent behaviors weigh more.
 - recall@k (macro): the mean over behavior types seen as targets of each type's recall@k; every
@@ -89,15 +90,15 @@ class RankingAccumulator:
         seen = self.totals > 0
         out: dict[str, float] = {}
         for i, k in enumerate(self.ks):
-            out[f"recall@{k}_weighted"] = float(self.hits[i].sum()) / n
-            out[f"recall@{k}_macro"] = float((self.hits[i][seen] / self.totals[seen]).mean())
+            out[f"recall_at_{k}_weighted"] = float(self.hits[i].sum()) / n
+            out[f"recall_at_{k}_macro"] = float((self.hits[i][seen] / self.totals[seen]).mean())
         if self.tail_mask is not None and 10 in self.ks:
             i10 = self.ks.index(10)
             for name, mask in (("head", ~self.tail_mask), ("tail", self.tail_mask)):
                 total = float(self.totals[mask].sum())
                 if total > 0:
-                    out[f"recall@10_{name}"] = float(self.hits[i10][mask].sum()) / total
-        out["ndcg@10"] = self.dcg / n
+                    out[f"recall_at_10_{name}"] = float(self.hits[i10][mask].sum()) / total
+        out["ndcg_at_10"] = self.dcg / n
         return out
 
     def per_type_recall(self, k: int = 10) -> torch.Tensor:

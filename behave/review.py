@@ -14,7 +14,9 @@ __all__ = ["evaluate_bundle", "Review", "review_and_promote"]
 
 
 @torch.inference_mode()
-def evaluate_bundle(bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256) -> dict[str, float]:
+def evaluate_bundle(
+    bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256
+) -> dict[str, float]:
     """Ranking metrics of a BehaveGPT bundle on ``split`` (datamodule arguments, e.g. from
     the ``eval_split`` tag of a model version), encoding events with the bundle's own vocab."""
     from behave.data.user_events_datamodule import UserEventsDataModule
@@ -26,7 +28,10 @@ def evaluate_bundle(bundle_dir: Path, split: dict, stage: str = "test", batch_si
     model = BehaveGPTPredictor.from_dir(bundle_dir).model
     dm = UserEventsDataModule(**{**split, "batch_size": batch_size, "vocab_from": str(bundle_dir)})
     dm.setup(stage)
-    acc = RankingAccumulator(model.config.num_behaviors, tail_mask=tail_mask_from_counts(torch.tensor(dm.behavior_counts)))
+    acc = RankingAccumulator(
+        model.config.num_behaviors,
+        tail_mask=tail_mask_from_counts(torch.tensor(dm.behavior_counts)),
+    )
     loader = dm.test_dataloader() if stage == "test" else dm.val_dataloader()
     for batch in loader:
         inputs, targets = split_batch(batch)
@@ -57,33 +62,53 @@ class Review:
             mark = "  <- decides" if k == self.metric else ""
             rows.append(f"{k:<22}{old:>16}{self.challenger_metrics[k]:>18.4f}{mark}")
         verdict = (
-            f"promoted v{self.challenger} to @champion" + (f" (v{self.champion} is now @previous)" if self.champion else "")
+            f"promoted v{self.challenger} to @champion"
+            + (f" (v{self.champion} is now @previous)" if self.champion else "")
             if self.promoted
             else f"kept v{self.champion} as @champion: challenger's {self.metric} is not better"
         )
         return "\n".join([*rows, verdict])
 
 
-def review_and_promote(family: str, metric: str = "recall@10_macro", min_delta: float = 0.0, split: dict | None = None) -> Review:
+def review_and_promote(
+    family: str,
+    metric: str = "recall_at_10_macro",
+    min_delta: float = 0.0,
+    split: dict | None = None,
+) -> Review:
     challenger = tracking.get_version(family, "challenger")
     if split is None:
         if "eval_split" not in challenger.tags:
-            raise LookupError(f"{tracking.registered_name(family)} v{challenger.version} has no eval_split tag; pass --data-dir")
+            raise LookupError(
+                f"{tracking.registered_name(family)} v{challenger.version} has no eval_split tag; pass --data-dir"
+            )
         split = json.loads(challenger.tags["eval_split"])
     try:
         champion = tracking.get_version(family, "champion")
     except LookupError:
         champion = None
-    new = evaluate_bundle(tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split)
+    new = evaluate_bundle(
+        tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split
+    )
     if metric not in new:
         raise LookupError(f"--metric {metric!r} is not computed; choose one of {sorted(new)}")
     if champion is None or champion.version == challenger.version:
         old = None
         promoted = True
     else:
-        old = evaluate_bundle(tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split)
+        old = evaluate_bundle(
+            tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split
+        )
         promoted = new[metric] > old[metric] + min_delta
-    review = Review(family, metric, challenger.version, champion.version if champion else None, new, old, promoted)
+    review = Review(
+        family,
+        metric,
+        str(challenger.version),
+        str(champion.version) if champion else None,
+        new,
+        old,
+        promoted,
+    )
     if promoted:
         tracking.promote(family, challenger.version, {metric: new[metric]})
     else:

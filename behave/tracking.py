@@ -20,8 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import mlflow.pyfunc
+import pandas as pd
+
+import mlflow
 
 __all__ = [
     "tracking_uri",
@@ -112,7 +114,9 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
 
         self.predictor = load_predictor(Path(context.artifacts["bundle"]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         return self.predictor.predict_frame(model_input, **(params or {}))
 
 
@@ -141,7 +145,7 @@ def register_model(
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=BundlePyfunc(),
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),  # no pickle
             artifacts={"bundle": str(bundle_dir)},
             code_paths=[str(Path(behave.__file__).parent)],
             signature=signature,
@@ -220,7 +224,11 @@ def resolve_model_dir(uri: str | Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(dir=cache))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(target)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(target)
+            )
+        )
     except Exception:
         shutil.rmtree(target, ignore_errors=True)
         raise

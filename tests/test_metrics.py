@@ -28,14 +28,14 @@ def test_recall_macro_weighted_ndcg_on_a_hand_computed_case():
     acc.update(scores[:2], targets[:2])  # two batches accumulate like one
     acc.update(scores[2:], targets[2:])
     m = acc.compute()
-    assert m["recall@1_weighted"] == pytest.approx(2 / 4)
+    assert m["recall_at_1_weighted"] == pytest.approx(2 / 4)
     # per type recall@1: type0 1/2, type1 1, type2 0 -> macro 0.5
-    assert m["recall@1_macro"] == pytest.approx((0.5 + 1 + 0) / 3)
-    assert m["recall@2_weighted"] == pytest.approx(2 / 4)
-    assert m["recall@10_weighted"] == 1.0
-    assert m["recall@10_head"] == 1.0 and m["recall@10_tail"] == 1.0
+    assert m["recall_at_1_macro"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["recall_at_2_weighted"] == pytest.approx(2 / 4)
+    assert m["recall_at_10_weighted"] == 1.0
+    assert m["recall_at_10_head"] == 1.0 and m["recall_at_10_tail"] == 1.0
     expected_ndcg = (1 + 1 / math.log2(4) + 1 + 1 / math.log2(4)) / 4
-    assert m["ndcg@10"] == pytest.approx(expected_ndcg)
+    assert m["ndcg_at_10"] == pytest.approx(expected_ndcg)
 
 
 def test_tail_mask_is_rarest_80_percent_of_seen_types():

@@ -101,7 +101,9 @@ class UserEventsDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if not 0 < train_user_fraction <= 1:
-            raise DataError(f"data.train_user_fraction must be in (0, 1], got {train_user_fraction}")
+            raise DataError(
+                f"data.train_user_fraction must be in (0, 1], got {train_user_fraction}"
+            )
         if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
             raise DataError("data.val_fraction and test_fraction must be >= 0 and sum to < 1")
         self.data_dir = Path(data_dir)

@@ -38,12 +38,18 @@ class HistoryEvent:
     domain: str | None = None
 
 
-def save_bundle(model: BehaveGPT, vocab: Vocabulary, out_dir: Path, extra: dict | None = None) -> Path:
+def save_bundle(
+    model: BehaveGPT, vocab: Vocabulary, out_dir: Path, extra: dict | None = None
+) -> Path:
     """Writes the three files behave loads a model from; returns ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # weight tying shares one tensor between embedding and head: store it once
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "head.weight"}
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if k != "head.weight"
+    }
     save_file(state, str(out_dir / "weights.safetensors"))
     (out_dir / "config.json").write_text(
         json.dumps({"family": FAMILY, "model": asdict(model.config), **(extra or {})}, indent=2)
@@ -53,7 +59,9 @@ def save_bundle(model: BehaveGPT, vocab: Vocabulary, out_dir: Path, extra: dict 
 
 
 class BehaveGPTPredictor:
-    def __init__(self, model: BehaveGPT, vocab: Vocabulary, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: BehaveGPT, vocab: Vocabulary, device: str | torch.device = "cpu"
+    ) -> None:
         self.model = model.to(device).eval()
         self.vocab = vocab
         self.device = torch.device(device)
@@ -72,7 +80,9 @@ class BehaveGPTPredictor:
         return cls(model, Vocabulary.from_json(bundle_dir / "vocab.json"), device)
 
     # ---- encoding ------------------------------------------------------------------------
-    def encode(self, history: list[HistoryEvent], field: str = "history") -> tuple[EventBatch, int, int]:
+    def encode(
+        self, history: list[HistoryEvent], field: str = "history"
+    ) -> tuple[EventBatch, int, int]:
         """One history -> (batch of 1, length used, events dropped by truncation)."""
         if not history:
             raise InputError(field, "history is empty; send at least one event")
@@ -106,7 +116,10 @@ class BehaveGPTPredictor:
         width = max(lengths)
         fields = {}
         for name in vars(batches[0]):
-            rows = [torch.nn.functional.pad(getattr(b, name)[0], (0, width - n)) for b, n in zip(batches, lengths, strict=True)]
+            rows = [
+                torch.nn.functional.pad(getattr(b, name)[0], (0, width - n))
+                for b, n in zip(batches, lengths, strict=True)
+            ]
             fields[name] = torch.stack(rows)
         return EventBatch(**fields)
 
@@ -128,7 +141,9 @@ class BehaveGPTPredictor:
                 "events_used": n,
                 "truncated_events": d,
             }
-            for ids, ps, n, d in zip(top.indices.cpu(), top.values.cpu(), lengths, dropped, strict=True)
+            for ids, ps, n, d in zip(
+                top.indices.cpu(), top.values.cpu(), lengths, dropped, strict=True
+            )
         ]
 
     @torch.inference_mode()
@@ -142,7 +157,9 @@ class BehaveGPTPredictor:
     ) -> dict:
         events, length, dropped = self.encode(history)
         generator = torch.Generator().manual_seed(seed)
-        ids = self.model.generate(events, length, num_steps, temperature=temperature, top_k=top_k, generator=generator)
+        ids = self.model.generate(
+            events, length, num_steps, temperature=temperature, top_k=top_k, generator=generator
+        )
         return {
             "behaviors": [self.vocab.behaviors[int(i)] for i in ids],
             "events_used": length,
@@ -156,5 +173,8 @@ class BehaveGPTPredictor:
         histories = [[HistoryEvent(str(b)) for b in h] for h in frame["history"]]
         results = self.next_behavior(histories, top_k=top_k)
         return pd.DataFrame(
-            {"behaviors": [r["behaviors"] for r in results], "probabilities": [r["probabilities"] for r in results]}
+            {
+                "behaviors": [r["behaviors"] for r in results],
+                "probabilities": [r["probabilities"] for r in results],
+            }
         )

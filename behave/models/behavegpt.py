@@ -97,7 +97,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # (B, L, D) each
-        q, k, v = (t.view(B, L, self.num_heads, D // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(B, L, self.num_heads, D // self.num_heads).transpose(1, 2) for t in (q, k, v)
+        )
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )  # (B, H, L, D/H)
@@ -220,7 +222,9 @@ class BehaveGPT(nn.Module):
         for _ in range(num_steps):
             window = {k: v[-self.config.context_length :] for k, v in context.items()}
             batch = EventBatch(**{k: torch.tensor([v], device=device) for k, v in window.items()})
-            scores = self.next_behavior_logits(batch, torch.tensor([len(window["behavior"])], device=device))
+            scores = self.next_behavior_logits(
+                batch, torch.tensor([len(window["behavior"])], device=device)
+            )
             scores = scores[0] / temperature  # (V,)
             if top_k is not None and top_k < scores.numel():
                 kth = torch.topk(scores, top_k).values[-1]

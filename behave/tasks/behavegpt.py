@@ -72,7 +72,9 @@ class BehaveGPTTask(L.LightningModule):
         if objective not in ("erm", "dro"):
             raise ConfigError(f"model.objective must be 'erm' or 'dro', got {objective!r}")
         if data_info is None:
-            raise ConfigError("model.data_info is missing: it is linked from the datamodule; run via `behave fit`")
+            raise ConfigError(
+                "model.data_info is missing: it is linked from the datamodule; run via `behave fit`"
+            )
         self.save_hyperparameters()
         self.config = BehaveGPTConfig(
             num_behaviors=data_info["num_behaviors"],
@@ -89,7 +91,11 @@ class BehaveGPTTask(L.LightningModule):
             self._load_initial_weights(init_from)
         counts = torch.tensor(data_info["behavior_counts"], dtype=torch.float64)
         self.register_buffer("tail_mask", tail_mask_from_counts(counts), persistent=False)
-        self.dro = GroupDRO(counts, dro_groups, dro_step_size, dro_adjustment, dro_mix) if objective == "dro" else None
+        self.dro = (
+            GroupDRO(counts, dro_groups, dro_step_size, dro_adjustment, dro_mix)
+            if objective == "dro"
+            else None
+        )
         self.accumulators: dict[str, RankingAccumulator] = {}
 
     def _load_initial_weights(self, uri: str) -> None:
@@ -143,7 +149,9 @@ class BehaveGPTTask(L.LightningModule):
     # ---- metrics -------------------------------------------------------------------------
     def _accumulator(self, stage: str) -> RankingAccumulator:
         if stage not in self.accumulators:
-            self.accumulators[stage] = RankingAccumulator(self.config.num_behaviors, tail_mask=self.tail_mask.cpu())
+            self.accumulators[stage] = RankingAccumulator(
+                self.config.num_behaviors, tail_mask=self.tail_mask.cpu()
+            )
         return self.accumulators[stage]
 
     def _log_ranking(self, stage: str) -> None:
@@ -165,7 +173,10 @@ class BehaveGPTTask(L.LightningModule):
         decay = [p for n, p in self.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.named_parameters() if p.dim() < 2]
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=self.hparams.learning_rate,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -178,7 +189,10 @@ class BehaveGPTTask(L.LightningModule):
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ---- export and reports (used by behave.tasks.callbacks.RegisterModel) ---------------
     def export_bundle(self, out_dir: Path, datamodule) -> Path:
@@ -211,9 +225,13 @@ class BehaveGPTTask(L.LightningModule):
         candidates = torch.nonzero(lengths > half + 1).flatten()[:n_hist]
         generated, real = [], []
         for i in candidates.tolist():
-            events = EventBatch(**{k: v[i : i + 1, :half].to(self.device) for k, v in windows.items()})
+            events = EventBatch(
+                **{k: v[i : i + 1, :half].to(self.device) for k, v in windows.items()}
+            )
             horizon = min(steps, int(lengths[i]) - half)
-            generated.append(self.model.generate(events, half, horizon, top_k=50, generator=generator).numpy())
+            generated.append(
+                self.model.generate(events, half, horizon, top_k=50, generator=generator).numpy()
+            )
             real.append(windows["behavior"][i, half : half + horizon].numpy())
         self.model.train(was_training)
         if not generated:

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -72,7 +74,9 @@ class RegisterModel(L.Callback):
         run_id = logger.run_id
         generation, samples = pl_module.generation_report(datamodule)
         if generation:
-            logger.log_metrics({f"generation/{k}": v for k, v in generation.items()}, step=trainer.global_step)
+            logger.log_metrics(
+                {f"generation/{k}": v for k, v in generation.items()}, step=trainer.global_step
+            )
         figures = pl_module.figures(datamodule, samples)
         figures["learning_curves"] = self._learning_curves(run_id)
         tracking.log_figures(run_id, figures)
@@ -99,7 +103,9 @@ class RegisterModel(L.Callback):
                     }
                 ),
             }
-            version = tracking.register_model(run_id, self.family, bundle, example_in, example_out, tags)
+            version = tracking.register_model(
+                run_id, self.family, bundle, example_in, example_out, tags
+            )
         name = tracking.registered_name(self.family)
         print(f"registered {name} version {version} (@challenger) from run {run_id}")
 

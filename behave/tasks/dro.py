@@ -50,7 +50,9 @@ class GroupDRO(nn.Module):
         )
         self.register_buffer("weights", torch.full((num_groups,), 1.0 / num_groups))  # q
 
-    def group_losses(self, losses: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def group_losses(
+        self, losses: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss per group (G,) and a (G,) mask of groups present in the batch."""
         group = self.group_of_type[targets]  # (N,)
         sums = torch.zeros(self.num_groups, device=losses.device, dtype=losses.dtype)
@@ -59,7 +61,9 @@ class GroupDRO(nn.Module):
         present = counts > 0
         return sums / counts.clamp(min=1), present
 
-    def forward(self, losses: torch.Tensor, targets: torch.Tensor, update: bool = True) -> torch.Tensor:
+    def forward(
+        self, losses: torch.Tensor, targets: torch.Tensor, update: bool = True
+    ) -> torch.Tensor:
         """Training loss from per-target losses (N,) and their target types (N,)."""
         group_loss, present = self.group_losses(losses, targets)
         if update and self.training:

@@ -46,7 +46,9 @@ def recall_by_frequency(per_type_recall: np.ndarray, counts: np.ndarray, num_buc
     return fig
 
 
-def transition_heatmaps(real: list[np.ndarray], generated: list[np.ndarray], num_types: int, top: int = 30):
+def transition_heatmaps(
+    real: list[np.ndarray], generated: list[np.ndarray], num_types: int, top: int = 30
+):
     """Row-normalized transition matrices among the ``top`` most frequent real types."""
     real_counts = transition_counts(real, num_types)
     gen_counts = transition_counts(generated, num_types)

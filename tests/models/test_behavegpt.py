@@ -6,7 +6,17 @@ from behave.models.behavegpt import PAD_ID, BehaveGPT, BehaveGPTConfig, EventBat
 
 
 def tiny_config(**kw) -> BehaveGPTConfig:
-    return BehaveGPTConfig(num_behaviors=12, num_locations=3, num_domains=2, context_length=8, d_model=16, num_layers=2, num_heads=2, dropout=0.0, **kw)
+    return BehaveGPTConfig(
+        num_behaviors=12,
+        num_locations=3,
+        num_domains=2,
+        context_length=8,
+        d_model=16,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.0,
+        **kw,
+    )
 
 
 def random_batch(config: BehaveGPTConfig, B: int = 3, L: int = 8, seed: int = 0) -> EventBatch:
@@ -33,7 +43,9 @@ def test_every_parameter_receives_gradient():
     config = tiny_config()
     model = BehaveGPT(config)
     batch = random_batch(config)
-    loss = torch.nn.functional.cross_entropy(model(batch).logits.flatten(0, 1), batch.behavior.flatten())
+    loss = torch.nn.functional.cross_entropy(
+        model(batch).logits.flatten(0, 1), batch.behavior.flatten()
+    )
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} got no gradient"
@@ -63,7 +75,11 @@ def test_too_long_sequence_is_a_clear_error():
 def test_bundle_round_trip_and_seeded_generation(tmp_path):
     config = tiny_config()
     model = BehaveGPT(config).eval()
-    vocab = Vocabulary(["<pad>", "<unk>", *[f"b{i}" for i in range(10)]], ["<unk>", "home", "work"], ["<unk>", "app"])
+    vocab = Vocabulary(
+        ["<pad>", "<unk>", *[f"b{i}" for i in range(10)]],
+        ["<unk>", "home", "work"],
+        ["<unk>", "app"],
+    )
     save_bundle(model, vocab, tmp_path)
     predictor = BehaveGPTPredictor.from_dir(tmp_path)
     batch = random_batch(config)
