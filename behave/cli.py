@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["main", "BehaveCLI"]
+__all__ = ["main", "build_parser", "run_lightning"]
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 
