@@ -6,41 +6,23 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from behave import tracking
 
 __all__ = ["evaluate_bundle", "Review", "review_and_promote"]
 
 
-@torch.inference_mode()
-def evaluate_bundle(
-    bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256
-) -> dict[str, float]:
+def evaluate_bundle(bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256) -> dict[str, float]:
     """Ranking metrics of a BehaveGPT bundle on ``split`` (datamodule arguments, e.g. from
     the ``eval_split`` tag of a model version), encoding events with the bundle's own vocab."""
     from behave.data.user_events_datamodule import UserEventsDataModule
+    from behave.evaluation import evaluate_scorer
     from behave.inference.behavegpt import BehaveGPTPredictor
-    from behave.metrics import RankingAccumulator, tail_mask_from_counts
-    from behave.models.behavegpt import PAD_ID, UNKNOWN_ID
-    from behave.tasks.behavegpt import split_batch
 
     model = BehaveGPTPredictor.from_dir(bundle_dir).model
     dm = UserEventsDataModule(**{**split, "batch_size": batch_size, "vocab_from": str(bundle_dir)})
     dm.setup(stage)
-    acc = RankingAccumulator(
-        model.config.num_behaviors,
-        tail_mask=tail_mask_from_counts(torch.tensor(dm.behavior_counts)),
-    )
     loader = dm.test_dataloader() if stage == "test" else dm.val_dataloader()
-    for batch in loader:
-        inputs, targets = split_batch(batch)
-        logits = model(inputs).logits
-        real = targets != PAD_ID
-        scores = logits[real]
-        scores[:, [PAD_ID, UNKNOWN_ID]] = float("-inf")
-        acc.update(scores, targets[real])
-    return acc.compute()
+    return evaluate_scorer(lambda inputs: model(inputs).logits, loader, dm.behavior_counts)
 
 
 @dataclass

@@ -20,18 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from behave.errors import ConfigError
+from behave.evaluation import split_batch
 from behave.inference.behavegpt import save_bundle
 from behave.metrics import RankingAccumulator, generation_divergences, tail_mask_from_counts
 from behave.models.behavegpt import PAD_ID, UNKNOWN_ID, BehaveGPT, BehaveGPTConfig, EventBatch
 from behave.tasks.dro import GroupDRO
 
 __all__ = ["BehaveGPTTask"]
-
-
-def split_batch(batch: dict[str, torch.Tensor]) -> tuple[EventBatch, torch.Tensor]:
-    """Windows of L+1 events -> model inputs (first L) and next-behavior targets (last L)."""
-    inputs = EventBatch(**{k: v[:, :-1] for k, v in batch.items()})
-    return inputs, batch["behavior"][:, 1:]
 
 
 class BehaveGPTTask(L.LightningModule):
