@@ -52,7 +52,8 @@ def run_lightning(argv: list[str]) -> None:
         subclass_mode_data=True,
         save_config_callback=MLflowSaveConfig,
         save_config_kwargs={"save_to_log_dir": False},
-        args=argv,
+        # from the shell LightningCLI reads sys.argv itself; args= is for calls from Python
+        args=None if argv == sys.argv[1:] else argv,
         parser_kwargs={"prog": "behave"},
     )
 
@@ -220,14 +221,29 @@ def main(argv: list[str] | None = None) -> None:
     _guarded(lambda: handlers[args.verb](args))
 
 
-def _guarded(run) -> None:
-    """Expected failures (bad data, missing model, bad input) end in one line, not a traceback."""
+def _user_error(err: BaseException) -> BaseException | None:
+    """The user-fixable error behind ``err``, if any: jsonargparse wraps errors raised while
+    instantiating the datamodule/model in its own ValueError, so walk the chain."""
     from behave.errors import EXPECTED_ERRORS
 
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, EXPECTED_ERRORS):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _guarded(run) -> None:
+    """Expected failures (bad data, missing model, bad config) end in one line, exit code 2."""
     try:
         run()
-    except EXPECTED_ERRORS as err:
-        print(f"behave: error: {err}", file=sys.stderr)
+    except Exception as err:
+        cause = _user_error(err)
+        if cause is None:
+            raise
+        print(f"behave: error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 
