@@ -6,8 +6,9 @@ need:
 
 - **Vocabulary**: ``num_behaviors`` types named ``"{family}.{verb}.{nnn}"`` (``"shop.add_to_cart.017"``)
   in 11 families (feed, search, social, shop, media, pay, settings, notify, support, churn, risky).
-- **Long tail**: per-domain popularity ``pi(rank) ∝ rank^-ZIPF_EXPONENT``; the top handful of types
-  dominate and hundreds are rare. The two families probed later (churn, risky) live in the tail.
+- **Long tail**: per-domain popularity ``pi(rank) ∝ rank^-ZIPF_EXPONENT`` (1.2; pooled over domains,
+  with habits and funnels, the realized exponent is ≈ 1.0): the top handful of types dominate and
+  hundreds are rare. The two families probed later (churn, risky) live in the tail.
 - **Predictable tail** (so a head-vs-tail objective such as DRO has something to win): the
   per-domain transition graph is a sparse *navigation tree*. Each type hangs below a more popular
   "parent" that leads to it with probability ``g * pi_child / pi_parent`` (parents are chosen so
@@ -62,19 +63,21 @@ __all__ = [
 GENERATOR = "behave.data.user_events"
 GENERATOR_VERSION = "1"
 
-ZIPF_EXPONENT = 1.1  # s in pi(rank) ∝ rank^-s
+ZIPF_EXPONENT = 1.2  # s in pi(rank) ∝ rank^-s
 POPULARITY_NOISE = 1.2  # sd of the log-score that ranks types (family prominence + noise)
 DOMAIN_RANK_CORRELATION = 0.8  # how much domains agree on which types are popular
 REWIRE = 0.3  # fraction of parent / lateral edges each domain redraws
 CHILD_SHARE = (0.45, 0.7)  # g: share of a child's traffic that comes from its parent
 CHILD_CAPACITY = 0.7  # at most this much of a row goes to children
 MAX_CHILDREN = 8
-BACK_PROB = (0.15, 0.4)  # child -> parent ("back")
-LATERAL_PROB = (0.08, 0.22)
+BACK_PROB = (0.25, 0.5)  # child -> parent ("back")
+LATERAL_PROB = (0.1, 0.3)
 REPEAT_PROB = (0.15, 0.4)  # self-repeat for scroll/play_next-like verbs
-MAX_STAY = 0.85  # every row keeps >= 15 % restart mass
+MAX_STAY = 0.9  # every row keeps >= 10 % restart mass
+MAX_INFLOW = 0.9  # the graph supplies at most 90 % of a type's traffic; restarts the rest
 MOTIF_CONTINUE = 0.85  # P(next funnel step | in funnel)
 MOTIF_VARIANTS = 4  # concrete instances per funnel template
+MOTIF_STEP_POWER = 0.6  # funnel steps pick variants ∝ pi^this: leans to the tail, not uniform
 RITUAL_PROB = 0.5  # P(user's ritual successor | its trigger)
 NUM_FAVORITES = 6
 NUM_RITUALS = 3
@@ -173,7 +176,9 @@ FAMILIES: tuple[Family, ...] = (
             "link_account",
         ),
     ),
-    Family("notify", 0.06, 0.6, 5, ("open_push", "dismiss_push", "open_inbox", "mark_read", "snooze")),
+    Family(
+        "notify", 0.06, 0.6, 5, ("open_push", "dismiss_push", "open_inbox", "mark_read", "snooze")
+    ),
     Family(
         "support",
         0.07,
@@ -236,6 +241,7 @@ _PERSONA_FAMILY = {  # multipliers on the family a persona enters at a restart
     "at_risk": {"support": 3, "settings": 2, "churn": 10, "pay": 1.3},
     "fraudster": {"risky": 20, "pay": 2.5, "settings": 2},
 }
+_PERSONA_HOUR_SHIFT = {"fraudster": 5, "binge_watcher": 1}  # fraud peaks after midnight
 _PERSONA_WORK = {"binge_watcher": -0.15, "casual": -0.1, "money_manager": 0.15}  # shifts P(work)
 
 # Funnel templates: (name, steps as "family.verb", personas that favour it). Each becomes
@@ -254,10 +260,22 @@ _MOTIF_TEMPLATES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ),
         ("shopper",),
     ),
-    ("quick_buy", ("shop.view_item", "shop.add_to_cart", "shop.checkout", "pay.confirm"), ("shopper",)),
-    ("coupon", ("shop.view_cart", "shop.apply_coupon", "shop.checkout", "pay.confirm"), ("shopper",)),
+    (
+        "quick_buy",
+        ("shop.view_item", "shop.add_to_cart", "shop.checkout", "pay.confirm"),
+        ("shopper",),
+    ),
+    (
+        "coupon",
+        ("shop.view_cart", "shop.apply_coupon", "shop.checkout", "pay.confirm"),
+        ("shopper",),
+    ),
     ("compare", ("search.query", "shop.view_item", "shop.compare", "shop.wishlist"), ("shopper",)),
-    ("engage", ("feed.view_post", "social.react", "social.comment", "social.share"), ("socializer",)),
+    (
+        "engage",
+        ("feed.view_post", "social.react", "social.comment", "social.share"),
+        ("socializer",),
+    ),
     (
         "follow",
         ("feed.view_post", "social.view_profile", "social.follow", "social.message"),
@@ -297,7 +315,11 @@ _MOTIF_TEMPLATES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("support.open_help", "support.search_faq", "support.chat_agent", "support.rate_support"),
         ("casual", "at_risk"),
     ),
-    ("inbox", ("notify.open_inbox", "notify.mark_read", "social.message"), ("casual", "socializer")),
+    (
+        "inbox",
+        ("notify.open_inbox", "notify.mark_read", "social.message"),
+        ("casual", "socializer"),
+    ),
     (
         "churn_cancel",
         (
@@ -345,7 +367,11 @@ _MOTIF_TEMPLATES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ),
         ("fraudster",),
     ),
-    ("card_testing", ("pay.add_card", "pay.confirm", "risky.chargeback", "pay.add_card"), ("fraudster",)),
+    (
+        "card_testing",
+        ("pay.add_card", "pay.confirm", "risky.chargeback", "pay.add_card"),
+        ("fraudster",),
+    ),
     (
         "cash_out",
         (
@@ -370,13 +396,27 @@ _DOMAIN_PROFILES = {
         "peaks": ((8, 1.0, 0.6), (18, 1.0, 0.6), (23, 2.0, 0.6)),
     },
     "commerce": {
-        "family": {"shop": 2.2, "search": 1.6, "pay": 1.4, "support": 1.2, "media": 0.6, "social": 0.7},
+        "family": {
+            "shop": 2.2,
+            "search": 1.6,
+            "pay": 1.4,
+            "support": 1.2,
+            "media": 0.6,
+            "social": 0.7,
+        },
         "persona": {"shopper": 2.5, "binge_watcher": 0.5},
         "weekend": 1.4,
         "peaks": ((12.5, 1.0, 0.7), (21, 1.5, 0.7)),
     },
     "media": {
-        "family": {"media": 2.4, "search": 1.2, "feed": 1.1, "shop": 0.6, "pay": 0.7, "social": 0.8},
+        "family": {
+            "media": 2.4,
+            "search": 1.2,
+            "feed": 1.1,
+            "shop": 0.6,
+            "pay": 0.7,
+            "social": 0.8,
+        },
         "persona": {"binge_watcher": 2.5, "money_manager": 0.4},
         "weekend": 1.3,
         "peaks": ((22, 2.0, 1.2),),
@@ -503,32 +543,28 @@ class _World:
     location_homebody: np.ndarray  # (2, 24, L)
 
 
-def _build_vocabulary(num_behaviors: int, rng: np.random.Generator):
-    shares = np.array([f.share for f in FAMILIES])
-    counts = _allocate(num_behaviors, shares)
-    family = np.repeat(np.arange(len(FAMILIES)), counts)
-    z = rng.standard_normal(num_behaviors)  # shared popularity propensity
-    names: list[str] = []
-    verb_of = np.empty(num_behaviors, dtype=np.int64)
-    start = 0
-    for fi, (fam, n) in enumerate(zip(FAMILIES, counts, strict=True)):
-        local = np.argsort(-z[start : start + n], kind="stable")  # most popular first
-        nv = len(fam.verbs)
+def _name_behaviors(family: np.ndarray, popularity: np.ndarray, rng: np.random.Generator):
+    """``"{family}.{verb}.{nnn}"`` names: a family's most popular types get its first verbs
+    (feed.scroll, shop.view_item, ...), the rest share verbs with a decaying preference; the
+    variant numbers are shuffled so a name says nothing about popularity."""
+    names = [""] * len(family)
+    verb_of = np.empty(len(family), dtype=np.int64)
+    for fi, fam in enumerate(FAMILIES):
+        members = np.flatnonzero(family == fi)
+        members = members[np.argsort(-popularity[members], kind="stable")]  # most popular first
+        n, nv = members.size, len(fam.verbs)
         verbs = np.empty(n, dtype=np.int64)
         head = min(n, nv)
-        verbs[local[:head]] = np.arange(head)
+        verbs[:head] = np.arange(head)
         if n > nv:
             verb_weights = 1.0 / np.sqrt(np.arange(1, nv + 1))
-            verbs[local[head:]] = rng.choice(nv, size=n - nv, p=verb_weights / verb_weights.sum())
-        variant = np.empty(n, dtype=np.int64)
+            verbs[head:] = rng.choice(nv, size=n - nv, p=verb_weights / verb_weights.sum())
         for v in range(nv):
-            members = np.flatnonzero(verbs == v)
-            variant[members] = rng.permutation(len(members))
-        names += [f"{fam.name}.{fam.verbs[v]}.{k:03d}" for v, k in zip(verbs, variant, strict=True)]
-        verb_of[start : start + n] = verbs
-        assert fi == family[start]
-        start += n
-    return names, family, verb_of, z
+            same = np.flatnonzero(verbs == v)
+            for member, k in zip(members[same], rng.permutation(same.size), strict=True):
+                names[member] = f"{fam.name}.{fam.verbs[v]}.{k:03d}"
+        verb_of[members] = verbs
+    return names, verb_of
 
 
 def _domain_profile(name: str, seed: int) -> dict:
@@ -562,6 +598,36 @@ def _popularity(family: np.ndarray, z: np.ndarray, family_mult: np.ndarray, rng)
     return pi / pi.sum(axis=1, keepdims=True)
 
 
+def _pick_laterals(pi, family, rng) -> np.ndarray:
+    """One lateral successor per type, drawn ∝ sqrt(pi) (x4 in its own family) among the
+    types at most 4x as popular as it: cumulative sums in rank order, no loop over types."""
+    num_types = len(pi)
+    order = np.argsort(-pi, kind="stable")
+    pi_sorted, fam_sorted = pi[order], family[order]
+    weight = np.sqrt(pi_sorted)
+    first = np.searchsorted(-pi_sorted, -4 * pi_sorted, side="left")  # by rank: first allowed rank
+    cum_all = np.concatenate([[0.0], np.cumsum(weight)])
+    mass_all = cum_all[-1] - cum_all[first]
+    dst_rank = np.empty(num_types, dtype=np.int64)
+    u_pool, u_pick = rng.random(num_types), rng.random(num_types)
+    for f in range(len(FAMILIES)):
+        ranks = np.flatnonzero(fam_sorted == f)  # this family's members in rank order
+        if ranks.size == 0:
+            continue
+        cum_f = np.concatenate([[0.0], np.cumsum(weight[ranks])])
+        lo = np.searchsorted(ranks, first[ranks], side="left")
+        mass_f = cum_f[-1] - cum_f[lo]
+        same = u_pool[ranks] < 3 * mass_f / (3 * mass_f + mass_all[ranks])
+        target_f = cum_f[lo] + u_pick[ranks] * mass_f
+        in_f = np.clip(np.searchsorted(cum_f, target_f, side="right") - 1, 0, ranks.size - 1)
+        target = cum_all[first[ranks]] + u_pick[ranks] * mass_all[ranks]
+        anywhere = np.clip(np.searchsorted(cum_all, target, side="right") - 1, 0, num_types - 1)
+        dst_rank[ranks] = np.where(same, ranks[in_f], anywhere)
+    out = np.empty(num_types, dtype=np.int64)
+    out[order] = order[dst_rank]
+    return out
+
+
 def _transitions(pi, family, repeatable, rng, base=None):
     """Sparse navigation graph for one domain (see module docstring).
 
@@ -569,69 +635,90 @@ def _transitions(pi, family, repeatable, rng, base=None):
     and the (parent, laterals) choices so another domain can reuse 1 - REWIRE of them.
     """
     num_types = len(pi)
+    order = np.argsort(-pi, kind="stable")
+    rank = np.empty(num_types, dtype=np.int64)
+    rank[order] = np.arange(num_types)
+    pi_sorted, fam_sorted = pi[order], family[order]
+    capacity = np.full(num_types, CHILD_CAPACITY)  # by rank
+    children = np.zeros(num_types, dtype=np.int64)  # by rank
+    parent = np.full(num_types, -1, dtype=np.int64)
+    src, dst, p_edge = [], [], []
+
+    # Tree edges, most popular child first: a parent at least 1.5x as popular, with room left.
+    shares = rng.uniform(*CHILD_SHARE, size=num_types)
+    keep_base = rng.random(num_types) >= REWIRE
+    same_family = rng.random(num_types) < 0.85
+    seen = np.zeros(len(FAMILIES), dtype=np.int64)
+    for r, v in enumerate(order):
+        f = family[v]
+        seen[f] += 1
+        if seen[f] <= 2:  # the two most popular types of a family are entry hubs
+            continue
+        lim = np.searchsorted(-pi_sorted, -1.5 * pi[v], side="right")  # ranks with pi >= 1.5 pi_v
+        need = shares[r] * pi[v] / pi_sorted[:lim]
+        eligible = (capacity[:lim] >= need) & (children[:lim] < MAX_CHILDREN)
+        old = -1 if base is None else base[0][v]
+        if old >= 0 and keep_base[r] and rank[old] < lim and eligible[rank[old]]:
+            pr = rank[old]
+        else:
+            same = eligible & (fam_sorted[:lim] == f)
+            cand = np.flatnonzero(same if same_family[r] and same.any() else eligible)
+            if cand.size == 0:
+                continue  # reached only by restarts, habits and funnels
+            w = (pi[v] / pi_sorted[cand]) ** 0.7
+            pr = cand[rng.choice(cand.size, p=w / w.sum())]
+        parent[v] = order[pr]
+        capacity[pr] -= need[pr]
+        children[pr] += 1
+        src.append(order[pr])
+        dst.append(v)
+        p_edge.append(need[pr])
+    src, dst, p_edge = (
+        np.array(src, dtype=np.int64),
+        np.array(dst, dtype=np.int64),
+        np.array(p_edge),
+    )
+
+    # Back to the parent, one or two laterals, a self-repeat.
+    ids = np.arange(num_types)
+    has_parent = parent >= 0
+    laterals = np.stack([_pick_laterals(pi, family, rng) for _ in range(2)], axis=1)
+    if base is not None:
+        keep = rng.random((num_types, 2)) >= REWIRE
+        laterals = np.where(keep & (base[1] >= 0), base[1], laterals)
+    laterals[rng.random(num_types) < 0.5, 1] = -1  # half the types have a single lateral
+    laterals[(laterals == ids[:, None]) | (laterals == parent[:, None])] = -1
+    lat_src = np.repeat(ids, 2)[laterals.ravel() >= 0]
+    repeat = np.where(
+        repeatable, rng.uniform(*REPEAT_PROB, num_types), rng.uniform(0, 0.04, num_types)
+    )
+    src = np.concatenate([src, ids[has_parent], lat_src, ids])
+    dst = np.concatenate([dst, parent[has_parent], laterals.ravel()[laterals.ravel() >= 0], ids])
+    p_edge = np.concatenate(
+        [
+            p_edge,
+            rng.uniform(*BACK_PROB, int(has_parent.sum())),
+            rng.uniform(*LATERAL_PROB, lat_src.size),
+            repeat,
+        ]
+    )
+
+    stay = np.bincount(src, weights=p_edge, minlength=num_types)
+    p_edge *= np.minimum(1.0, MAX_STAY / np.maximum(stay, 1e-12))[src]
+    # Stationarity: pi = pi @ P + (pi @ leftover) * restart needs inflow_j <= pi_j. Where the
+    # graph over-supplies a type, thin all edges into it; restarts then supply the remainder,
+    # so a chain that restarts with exactly `restart` has stationary distribution pi.
+    inflow = np.bincount(dst, weights=pi[src] * p_edge, minlength=num_types)
+    p_edge *= np.minimum(1.0, MAX_INFLOW * pi / np.maximum(inflow, 1e-300))[dst]
+    restart = pi - np.minimum(inflow, MAX_INFLOW * pi)
+
+    by_src = np.argsort(src, kind="stable")
+    src, dst, p_edge = src[by_src], dst[by_src], p_edge[by_src]
+    slot = np.arange(src.size) - np.searchsorted(src, src, side="left")
     k_max = MAX_CHILDREN + 4  # children + back + 2 laterals + self
     succ = np.full((num_types, k_max), -1, dtype=np.int64)
     prob = np.zeros((num_types, k_max))
-    fill = np.zeros(num_types, dtype=np.int64)
-    capacity = np.full(num_types, CHILD_CAPACITY)
-    children = np.zeros(num_types, dtype=np.int64)
-    parent = np.full(num_types, -1, dtype=np.int64)
-    laterals = np.full((num_types, 2), -1, dtype=np.int64)
-    ids = np.arange(num_types)
-
-    def add(src: int, dst: int, p: float) -> None:
-        succ[src, fill[src]] = dst
-        prob[src, fill[src]] = p
-        fill[src] += 1
-
-    order = np.argsort(-pi, kind="stable")
-    seen_in_family: dict[int, int] = {}
-    for v in order:
-        f = family[v]
-        seen_in_family[f] = seen_in_family.get(f, 0) + 1
-        if seen_in_family[f] <= 2:  # the two most popular types of a family are entry hubs
-            continue
-        share = rng.uniform(*CHILD_SHARE)
-        need = share * pi[v] / pi
-        eligible = (pi >= 1.5 * pi[v]) & (capacity >= need) & (children < MAX_CHILDREN)
-        keep = base is not None and rng.random() >= REWIRE and base[0][v] >= 0
-        if keep and eligible[base[0][v]]:
-            p = base[0][v]
-        else:
-            same = eligible & (family == f)
-            cand = np.flatnonzero(same if same.any() and rng.random() < 0.85 else eligible)
-            if cand.size == 0:
-                continue  # reached only by restarts, habits and funnels
-            w = (pi[v] / pi[cand]) ** 0.7
-            p = cand[rng.choice(cand.size, p=w / w.sum())]
-        parent[v] = p
-        capacity[p] -= need[p]
-        children[p] += 1
-        add(p, v, need[p])
-
-    for v in range(num_types):
-        if parent[v] >= 0:
-            add(v, parent[v], rng.uniform(*BACK_PROB))
-        for j in range(1 + int(rng.random() < 0.5)):
-            dst = -1
-            if base is not None and rng.random() >= REWIRE:
-                dst = base[1][v, j]
-            if dst < 0:
-                near = (pi <= 4 * pi[v]) & (ids != v) & (ids != parent[v])
-                w = np.sqrt(pi) * near * np.where(family == family[v], 4.0, 1.0)
-                if w.sum() <= 0:
-                    continue
-                dst = rng.choice(num_types, p=w / w.sum())
-            laterals[v, j] = dst
-            add(v, dst, rng.uniform(*LATERAL_PROB))
-        repeat = rng.uniform(*REPEAT_PROB) if repeatable[v] else rng.uniform(0, 0.04)
-        add(v, v, repeat)
-
-    stay = prob.sum(axis=1)
-    prob *= np.minimum(1.0, MAX_STAY / np.maximum(stay, 1e-12))[:, None]
-    inflow = np.zeros(num_types)
-    np.add.at(inflow, succ[succ >= 0], (pi[:, None] * prob)[succ >= 0])
-    restart = np.maximum(pi - inflow, 0.02 * pi)  # what the graph alone does not supply
+    succ[src, slot], prob[src, slot] = dst, p_edge
     return succ, prob, restart / restart.sum(), (parent, laterals)
 
 
@@ -665,115 +752,98 @@ def _location_tables() -> tuple[np.ndarray, np.ndarray]:
     h = np.arange(24) + 0.5
     work_hours = ((h > 9) & (h < 17.5)).astype(float)
     night = ((h < 7) | (h > 20.5)).astype(float)
-    commute = _bump(8, 0.7) + _bump(17.8, 0.7)
-    worker = np.stack(
-        [
-            np.stack(
-                [
-                    0.5 + 3 * night - 2 * work_hours,
-                    3.2 * work_hours - 1.5,
-                    3.0 * commute - 0.5,
-                    0.2 + 1.6 * _bump(12.5, 0.6) + 1.0 * _bump(19.5, 1.2),
-                ],
-                axis=1,
-            ),
-            np.stack(
-                [
-                    2.0 + 0.8 * night,
-                    np.full(24, -2.0),
-                    0.6 * _bump(11, 2) + 0.6 * _bump(18, 2) - 0.8,
-                    0.4 + 1.3 * _bump(14, 3),
-                ],
-                axis=1,
-            ),
-        ]
+    flat = np.ones(24)
+    # logits of (home, work, commute, other) by hour; first weekdays, then weekends
+    worker = (
+        (
+            0.5 + 3 * night - 2 * work_hours,
+            3.2 * work_hours - 1.5,
+            3.0 * (_bump(8, 0.7) + _bump(17.8, 0.7)) - 0.5,
+            0.2 + 1.6 * _bump(12.5, 0.6) + _bump(19.5, 1.2),
+        ),
+        (
+            2.0 + 0.8 * night,
+            -2.0 * flat,
+            0.6 * (_bump(11, 2) + _bump(18, 2)) - 0.8,
+            0.4 + 1.3 * _bump(14, 3),
+        ),
     )
-    homebody = np.stack(
-        [
-            np.stack(
-                [
-                    2.5 + 0.8 * night,
-                    np.full(24, -2.5),
-                    0.4 * _bump(10, 2) - 0.8,
-                    0.4 + 1.0 * _bump(15, 3),
-                ],
-                axis=1,
-            ),
-            np.stack(
-                [
-                    2.2 + 0.8 * night,
-                    np.full(24, -3.0),
-                    0.4 * _bump(12, 3) - 0.8,
-                    0.6 + 1.2 * _bump(15, 3),
-                ],
-                axis=1,
-            ),
-        ]
+    homebody = (
+        (2.5 + 0.8 * night, -2.5 * flat, 0.4 * _bump(10, 2) - 0.8, 0.4 + _bump(15, 3)),
+        (2.2 + 0.8 * night, -3.0 * flat, 0.4 * _bump(12, 3) - 0.8, 0.6 + 1.2 * _bump(15, 3)),
     )
 
-    def softmax(x):
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
+    def probs(table) -> np.ndarray:
+        logits = np.stack([np.stack(day, axis=1) for day in table])  # (2, 24, L)
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
-    return softmax(worker), softmax(homebody)
+    return probs(worker), probs(homebody)
 
 
 def _build_motifs(family, verb_of, pi_mean, domain_family, rng):
-    """Concrete funnels: (D, M, Lmax) type ids, their lengths and names."""
-    verb_index = {(f.name, v): (fi, vi) for fi, f in enumerate(FAMILIES) for vi, v in enumerate(f.verbs)}
+    """Concrete funnels from the templates.
+
+    Returns type ids (D, M, Lmax) per domain (each step re-drawn in a domain with p = REWIRE),
+    lengths (M,), names and persona affinities (D, P, M).
+    """
+    verb_index = {
+        (f.name, v): (fi, vi) for fi, f in enumerate(FAMILIES) for vi, v in enumerate(f.verbs)
+    }
     num_domains = domain_family.shape[0]
-    seqs, names_out, personas, risk, dom_weight = [], [], [], [], []
+
+    def variant(pool: np.ndarray) -> int:  # ∝ pi^MOTIF_STEP_POWER: leans to the tail
+        w = pi_mean[pool] ** MOTIF_STEP_POWER
+        return pool[rng.choice(pool.size, p=w / w.sum())]
+
+    seqs, names, fans_of, risky, weights = [], [], [], [], []
     for name, steps, fans in _MOTIF_TEMPLATES:
         pools = []
         for step in steps:
             fi, vi = verb_index[tuple(step.split("."))]
             pool = np.flatnonzero((family == fi) & (verb_of == vi))
-            pools.append(pool if pool.size else np.flatnonzero(family == fi))
-        fams = {_FAMILY_INDEX[s.split(".")[0]] for s in steps}
-        weight = np.exp(np.mean([np.log(domain_family[:, f]) for f in fams], axis=0) * 2)
+            pools.append(pool if pool.size else np.flatnonzero(family == fi))  # tiny vocabularies
+        fams = sorted({_FAMILY_INDEX[s.split(".")[0]] for s in steps})
+        domain_weight = np.exp(2 * np.log(domain_family[:, fams]).mean(axis=1))  # (D,)
         for k in range(MOTIF_VARIANTS):
-            per_domain = []
-            base = []
-            for pool in pools:
-                w = pi_mean[pool] ** 0.3  # lean toward the tail: funnels make rare types likely
-                base.append(pool[rng.choice(pool.size, p=w / w.sum())])
-            for _ in range(num_domains):
-                seq = [
-                    pool[rng.choice(pool.size, p=(pi_mean[pool] ** 0.3) / (pi_mean[pool] ** 0.3).sum())]
-                    if rng.random() < REWIRE
-                    else b
-                    for pool, b in zip(pools, base, strict=True)
+            shared = [variant(pool) for pool in pools]
+            seqs.append(
+                [
+                    [
+                        variant(pool) if rng.random() < REWIRE else t
+                        for pool, t in zip(pools, shared, strict=True)
+                    ]
+                    for _ in range(num_domains)
                 ]
-                per_domain.append(seq)
-            seqs.append(per_domain)
-            names_out.append(f"{name}.{k}")
-            personas.append(fans)
-            risk.append(any(s.startswith(("churn.", "risky.")) for s in steps))
-            dom_weight.append(weight)
-    lmax = max(len(s[0]) for s in seqs)
-    motif_seq = np.full((num_domains, len(seqs), lmax), -1, dtype=np.int64)
+            )
+            names.append(f"{name}.{k}")
+            fans_of.append(fans)
+            risky.append(any(s.startswith(("churn.", "risky.")) for s in steps))
+            weights.append(domain_weight * (k + 1.0) ** -1.2)  # a few variants are the common ones
     motif_len = np.array([len(s[0]) for s in seqs])
-    for m, per_domain in enumerate(seqs):
-        for d, seq in enumerate(per_domain):
-            motif_seq[d, m, : len(seq)] = seq
+    motif_seq = np.full((num_domains, len(seqs), motif_len.max()), -1, dtype=np.int64)
     affinity = np.ones((num_domains, len(PERSONAS), len(seqs)))
-    for m, (fans, is_risk) in enumerate(zip(personas, risk, strict=True)):
+    for m, per_domain in enumerate(seqs):
+        motif_seq[:, m, : motif_len[m]] = per_domain
         for p, persona in enumerate(PERSONAS):
-            if persona in fans:
+            if persona in fans_of[m]:
                 affinity[:, p, m] = 8.0
-            elif is_risk:
+            elif risky[m]:
                 affinity[:, p, m] = _RISK_MOTIF_AFFINITY
-        affinity[:, :, m] *= np.asarray(dom_weight[m])[:, None]
-    return motif_seq, motif_len, names_out, affinity
+        affinity[:, :, m] *= weights[m][:, None]
+    return motif_seq, motif_len, names, affinity
 
 
 def _build_world(num_behaviors: int, domains: tuple[str, ...], seed: int) -> _World:
     rng = _seed_rng(seed, 1)
-    names, family, verb_of, z = _build_vocabulary(num_behaviors, rng)
-    num_types, num_fam, num_dom, num_per = len(names), len(FAMILIES), len(domains), len(PERSONAS)
+    shares = np.array([f.share for f in FAMILIES])
+    family = np.repeat(np.arange(len(FAMILIES)), _allocate(num_behaviors, shares))
+    z = rng.standard_normal(num_behaviors)  # shared popularity propensity of each type
+    num_types, num_fam, num_dom, num_per = num_behaviors, len(FAMILIES), len(domains), len(PERSONAS)
     profiles = [_domain_profile(d, seed) for d in domains]
     domain_family = np.array([[p["family"].get(f.name, 1.0) for f in FAMILIES] for p in profiles])
     pi = _popularity(family, z, domain_family, rng)
+    names, verb_of = _name_behaviors(family, pi.mean(axis=0), rng)
     repeatable = np.array([n.split(".")[1] in _REPEATABLE_VERBS for n in names])
 
     # Transition graph: a base graph, then each domain keeps 1 - REWIRE of its edges.
@@ -805,21 +875,44 @@ def _build_world(num_behaviors: int, domains: tuple[str, ...], seed: int) -> _Wo
     for p, persona in enumerate(PERSONAS):
         for fam_name, mult in _PERSONA_FAMILY[persona].items():
             persona_family[p, _FAMILY_INDEX[fam_name]] = mult
+    persona_share = np.array(
+        [
+            [_PERSONA_SHARE[i] * p["persona"].get(n, 1.0) for i, n in enumerate(PERSONAS)]
+            for p in profiles
+        ]
+    )
+    persona_share /= persona_share.sum(axis=1, keepdims=True)
+    session_hour = np.stack([_session_hours(p) for p in profiles])  # (D, 2, 24)
+    weekend_weight = np.array([p["weekend"] for p in profiles])
+
+    # Context modulations are centred (log-mean 0 under the population's context mix) so they
+    # move families between contexts without changing a family's overall share much.
+    persona_log = (
+        np.log(persona_family)[None]
+        - np.log(np.einsum("dp,pf->df", persona_share, persona_family))[:, None]
+    )  # (D, P, F)
     rhythm = np.stack([_rhythm(rng) for _ in range(num_dom)])  # (D, 2, 24, F)
-    loc_f = np.array([[_LOCATION_FAMILY[loc].get(f.name, 0.0) for f in FAMILIES] for loc in LOCATIONS])
-    start_f = np.array([[0.0] * num_fam, [_SESSION_START_FAMILY.get(f.name, 0.0) for f in FAMILIES]])
+    hour_w = session_hour / session_hour.sum(axis=2, keepdims=True)
+    hour_w = hour_w * np.stack([5 * np.ones(num_dom), 2 * weekend_weight], 1)[:, :, None]
+    hour_w /= hour_w.sum(axis=(1, 2), keepdims=True)
+    rhythm -= np.einsum("dwh,dwhf->df", hour_w, rhythm)[:, None, None]
+    loc_f = np.array(
+        [[_LOCATION_FAMILY[loc].get(f.name, 0.0) for f in FAMILIES] for loc in LOCATIONS]
+    )
+    loc_f -= np.array([0.6, 0.1, 0.1, 0.2]) @ loc_f
+    start_f = np.array(
+        [[0.0] * num_fam, [_SESSION_START_FAMILY.get(f.name, 0.0) for f in FAMILIES]]
+    )
+    start_f -= np.array([0.75, 0.25]) @ start_f
     logits = (
         np.log(family_mass)[:, None, None, None, None, None, :]
-        + np.log(persona_family)[None, :, None, None, None, None, :]
+        + persona_log[:, :, None, None, None, None, :]
         + rhythm[:, None, :, :, None, None, :]
         + loc_f[None, None, None, None, :, None, :]
         + start_f[None, None, None, None, None, :, :]
     )  # (D, P, weekend, hour, L, session_start, F)
     ctx_cdf = _cdf_rows(np.exp(logits - logits.max(axis=-1, keepdims=True)).reshape(-1, num_fam))
 
-    persona_share = np.array(
-        [[_PERSONA_SHARE[i] * p["persona"].get(n, 1.0) for i, n in enumerate(PERSONAS)] for p in profiles]
-    )
     motif_seq, motif_len, motif_names, affinity = _build_motifs(
         family, verb_of, pi.mean(axis=0), domain_family, rng
     )
@@ -838,10 +931,10 @@ def _build_world(num_behaviors: int, domains: tuple[str, ...], seed: int) -> _Wo
         motif_len=motif_len,
         motif_names=motif_names,
         motif_affinity=affinity,
-        persona_share=persona_share / persona_share.sum(axis=1, keepdims=True),
+        persona_share=persona_share,
         persona_family=persona_family,
-        session_hour=np.stack([_session_hours(p) for p in profiles]),
-        weekend_weight=np.array([p["weekend"] for p in profiles]),
+        session_hour=session_hour,
+        weekend_weight=weekend_weight,
         location_worker=worker,
         location_homebody=homebody,
     )
@@ -884,7 +977,7 @@ def _build_users(world: _World, num_users: int, num_events: int, seed: int) -> _
     for i, p in enumerate(PERSONAS):
         work[persona == i] = np.clip(work[persona == i] + _PERSONA_WORK.get(p, 0.0), 0, 1)
     risky_user = np.isin(persona, [PERSONAS.index("at_risk"), PERSONAS.index("fraudster")])
-    motif_prob = np.where(risky_user, rng.beta(4, 4, num_users), rng.beta(2, 6, num_users))
+    motif_prob = np.where(risky_user, rng.beta(4, 5, num_users), rng.beta(2, 8, num_users))
 
     # Favourites and rituals: per (domain, persona) distributions over types.
     fam_mult = world.persona_family[:, world.family]  # (P, V)
@@ -894,22 +987,25 @@ def _build_users(world: _World, num_users: int, num_events: int, seed: int) -> _
         w = world.pi[:, None, :] ** power * fam_mult[None]  # (D, P, V)
         return _RowSampler(w.reshape(-1, w.shape[-1]))
 
-    fav_sampler, pop_sampler, tail_sampler = sampler(0.5), sampler(1.0), sampler(0.3)
+    fav_sampler, pop_sampler, tail_sampler = sampler(1.0), sampler(1.0), sampler(0.7)
     favorites = fav_sampler(np.repeat(rows, NUM_FAVORITES), rng.random(num_users * NUM_FAVORITES))
     trigger = pop_sampler(np.repeat(rows, NUM_RITUALS), rng.random(num_users * NUM_RITUALS))
     ritual_next = tail_sampler(np.repeat(rows, NUM_RITUALS), rng.random(num_users * NUM_RITUALS))
 
     mot = world.motif_affinity[domain, persona]  # (U, M)
     mot_cdf = _cdf_rows(mot)
-    motifs = np.stack([_pick(mot_cdf, rng.random(num_users)) for _ in range(NUM_FAVORITE_MOTIFS)], 1)
+    motifs = np.stack(
+        [_pick(mot_cdf, rng.random(num_users)) for _ in range(NUM_FAVORITE_MOTIFS)], 1
+    )
     return _Users(
         domain=domain,
         persona=persona,
         num_events=counts,
         session_scale=rng.lognormal(0.0, 0.35, size=num_users),
-        chronotype=rng.choice(np.arange(-2, 3), size=num_users, p=[0.1, 0.2, 0.4, 0.2, 0.1]),
+        chronotype=rng.choice(np.arange(-2, 3), size=num_users, p=[0.1, 0.2, 0.4, 0.2, 0.1])
+        + np.array([_PERSONA_HOUR_SHIFT.get(p, 0) for p in PERSONAS])[persona],
         work=work,
-        habit_prob=rng.beta(2, 14, size=num_users),
+        habit_prob=rng.beta(1.5, 16, size=num_users),
         motif_prob=motif_prob,
         favorites=favorites.reshape(num_users, NUM_FAVORITES),
         favorite_cdf=_cdf_rows(rng.dirichlet(np.full(NUM_FAVORITES, 0.7), size=num_users)),
@@ -1087,8 +1183,8 @@ def _timestamps(world, behavior, new_session, sess_of_event, sess_user, start_s,
 # public entry point
 # ---------------------------------------------------------------------------------------------
 def behavior_family(behavior: pl.Expr) -> pl.Expr:
-    """Family of a behavior name (``"shop.add_to_cart.017"`` -> ``"shop"``)."""
-    return behavior.str.split_exact(".", 1).struct.field("field_0")
+    """Family of a behavior name (``"shop.add_to_cart.017"`` -> ``"shop"``), named "family"."""
+    return behavior.str.split_exact(".", 1).struct.field("field_0").alias("family")
 
 
 def _validate(num_events, num_users, num_behaviors, domains, seed, start, days) -> dt.date:
@@ -1156,7 +1252,9 @@ def generate_user_events(
     world = _build_world(num_behaviors, domains, seed)
     users = _build_users(world, num_users, num_events, seed)
     weekend_day = (start_date.weekday() + np.arange(days)) % 7 >= 5
-    epoch_us = int((dt.datetime.combine(start_date, dt.time()) - dt.datetime(1970, 1, 1)).total_seconds())
+    epoch_us = int(
+        (dt.datetime.combine(start_date, dt.time()) - dt.datetime(1970, 1, 1)).total_seconds()
+    )
     epoch_us *= 1_000_000
 
     width = max(7, len(str(num_users - 1)))
@@ -1166,48 +1264,61 @@ def generate_user_events(
     domain_names = pl.Series("domain", domains, dtype=pl.String)
 
     cum = np.cumsum(users.num_events)
-    cuts = np.searchsorted(cum, np.arange(BLOCK_EVENTS, int(cum[-1]), BLOCK_EVENTS), side="left") + 1
+    cuts = (
+        np.searchsorted(cum, np.arange(BLOCK_EVENTS, int(cum[-1]), BLOCK_EVENTS), side="left") + 1
+    )
     edges = np.unique(np.concatenate([[0], cuts, [num_users]]))
     target = out_dir / EVENTS_FILE
     tmp = out_dir / f".{EVENTS_FILE}.{os.getpid()}.tmp"
+    behavior_counts = np.zeros(len(world.names), dtype=np.int64)
     num_sessions = 0
     t_min, t_max = None, None
-    with (
-        tqdm(total=num_events, unit="ev", unit_scale=True, disable=not progress, desc="events") as bar,
-        pq.ParquetWriter(tmp, _ARROW_SCHEMA, compression="zstd") as writer,
-    ):
-        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            rng = _seed_rng(seed, 3, b)
-            sl = slice(int(lo), int(hi))
-            n = users.num_events[sl]
-            ev_user, offsets, new_session, sess_of_event, sess_user, start_s, loc, ev_ctx = _sessions(
-                world, users, sl, n, days, weekend_day, rng
-            )
-            behavior = _chains(world, users, sl, n, offsets, new_session, ev_ctx, rng, bar)
-            ts_ms, session_id = _timestamps(
-                world, behavior, new_session, sess_of_event, sess_user, start_s, rng
-            )
-            frame = pl.DataFrame(
-                {
-                    "user_id": user_ids.gather(ev_user + sl.start),
-                    "timestamp": pl.Series(epoch_us + ts_ms * 1000).cast(pl.Datetime("us")),
-                    "behavior": behavior_names.gather(behavior),
-                    "location": location_names.gather(loc[sess_of_event]),
-                    "domain": domain_names.gather(users.domain[sl][ev_user]),
-                    "session_id": pl.Series(session_id, dtype=pl.Int64),
-                }
-            )
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(_ARROW_SCHEMA)
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            num_sessions += len(sess_user)
-            lo_ts, hi_ts = frame["timestamp"].min(), frame["timestamp"].max()
-            t_min = lo_ts if t_min is None else min(t_min, lo_ts)
-            t_max = hi_ts if t_max is None else max(t_max, hi_ts)
-    os.replace(tmp, target)
+    try:
+        with (
+            tqdm(
+                total=num_events, unit="ev", unit_scale=True, disable=not progress, desc="events"
+            ) as bar,
+            pq.ParquetWriter(tmp, _ARROW_SCHEMA, compression="zstd") as writer,
+        ):
+            for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+                rng = _seed_rng(seed, 3, b)  # per block: results do not depend on block order
+                sl = slice(int(lo), int(hi))
+                n = users.num_events[sl]
+                ev_user, offsets, new_session, sess_of_event, sess_user, start_s, loc, ev_ctx = (
+                    _sessions(world, users, sl, n, days, weekend_day, rng)
+                )
+                behavior = _chains(world, users, sl, n, offsets, new_session, ev_ctx, rng, bar)
+                ts_ms, session_id = _timestamps(
+                    world, behavior, new_session, sess_of_event, sess_user, start_s, rng
+                )
+                frame = pl.DataFrame(
+                    {
+                        "user_id": user_ids.gather(ev_user + sl.start),
+                        "timestamp": pl.Series(epoch_us + ts_ms * 1000).cast(pl.Datetime("us")),
+                        "behavior": behavior_names.gather(behavior),
+                        "location": location_names.gather(loc[sess_of_event]),
+                        "domain": domain_names.gather(users.domain[sl][ev_user]),
+                        "session_id": pl.Series(session_id, dtype=pl.Int64),
+                    }
+                )
+                table = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(_ARROW_SCHEMA)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                behavior_counts += np.bincount(behavior, minlength=len(world.names))
+                num_sessions += len(sess_user)
+                lo_ts, hi_ts = frame["timestamp"].min(), frame["timestamp"].max()
+                t_min = lo_ts if t_min is None else min(t_min, lo_ts)
+                t_max = hi_ts if t_max is None else max(t_max, hi_ts)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
-    counts = pl.scan_parquet(target).group_by("domain").agg(pl.len()).collect()
-    domain_events = dict(zip(counts["domain"], counts["len"], strict=True))
-    observed = pl.scan_parquet(target).select(pl.col("behavior").n_unique()).collect().item()
+    observed = np.sort(behavior_counts[behavior_counts > 0])[::-1]
+    zipf_fit = None
+    if observed.size >= 12:  # slope of log count vs log rank over ranks 6 .. V/2
+        ranks = np.arange(1, observed.size + 1)[5 : observed.size // 2]
+        fit = np.polyfit(np.log(ranks), np.log(observed[5 : observed.size // 2]), 1)
+        zipf_fit = round(float(-fit[0]), 3)
+    domain_events = np.bincount(users.domain, weights=users.num_events, minlength=len(domains))
     family_sizes = np.bincount(world.family, minlength=len(FAMILIES))
     params = {
         "num_events": num_events,
@@ -1224,15 +1335,16 @@ def generate_user_events(
         "time_range": [str(t_min), str(t_max)],
         "num_sessions": num_sessions,
         "vocabulary": world.names,
-        "behaviors_observed": observed,
+        "behaviors_observed": int(observed.size),
         "behavior_families": {f.name: int(c) for f, c in zip(FAMILIES, family_sizes, strict=True)},
         "family_verbs": {f.name: list(f.verbs) for f in FAMILIES},
         "probe_families": ["churn", "risky"],
-        "zipf_exponent": ZIPF_EXPONENT,
+        "zipf_exponent": ZIPF_EXPONENT,  # of each domain's target popularity
+        "zipf_exponent_fit": zipf_fit,  # realized, all domains pooled
         "personas": list(PERSONAS),
         "funnels": world.motif_names,
         "locations": list(LOCATIONS),
-        "domain_events": {d: int(domain_events.get(d, 0)) for d in domains},
+        "domain_events": {d: int(c) for d, c in zip(domains, domain_events, strict=True)},
         "domain_users": {d: int((users.domain == i).sum()) for i, d in enumerate(domains)},
         "persona_users": {p: int((users.persona == i).sum()) for i, p in enumerate(PERSONAS)},
     }
