@@ -159,9 +159,11 @@ def _run_data(args: argparse.Namespace) -> None:
             days=args.days,
             progress=not args.no_progress,
         )
-        rows = manifest["row_counts"]
+        users = manifest.get("domain_users", {})
         print(
-            f"wrote {args.out}/events.parquet: {rows} (content hash {manifest['content_hash'][:12]})"
+            f"wrote {manifest['row_counts']['events.parquet']:,} events of {sum(users.values()):,} users "
+            f"in {len(users)} domains to {args.out}/events.parquet "
+            f"(content hash {manifest['content_hash'][:12]})"
         )
     else:
         from behave.data.importer import import_events

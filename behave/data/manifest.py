@@ -147,8 +147,9 @@ def read_manifest(data_dir: Path) -> dict:
     path = data_dir / MANIFEST_FILE
     if not path.is_file():
         raise DataError(
-            f"no {MANIFEST_FILE} in {data_dir}: {_REGENERATE} --out {data_dir} "
-            "(or import a log there with `behave data import`)"
+            f"no {MANIFEST_FILE} in {data_dir}: generate data there with "
+            f"`behave data generate user-events --out {data_dir}` "
+            f"or import a log with `behave data import LOG --out {data_dir}`"
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

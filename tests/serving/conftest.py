@@ -1,0 +1,201 @@
+"""Fixtures for the service tests: a tiny BehaveGPT registered in a temporary MLflow store,
+and ``bentoml serve serving.service:BehaveService`` started against it on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# `serving` is a top-level folder, not part of the installed `behave` package: make it
+# importable however pytest is started (as `bentoml serve` finds it from the repo root).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+BEHAVIORS = [f"b{i}" for i in range(18)]
+CONTEXT_LENGTH = 8
+READY_TIMEOUT_S = 90
+
+
+@dataclass
+class Server:
+    url: str
+    log_path: Path
+    proc: subprocess.Popen
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _store_env(root: Path) -> dict[str, str]:
+    """Environment pointing behave.tracking at a store under ``root``."""
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "BEHAVE_ARTIFACT_ROOT": (root / "artifacts").as_uri(),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> SimpleNamespace:
+    """What the tests may rely on about the served model."""
+    return SimpleNamespace(behaviors=list(BEHAVIORS), context_length=CONTEXT_LENGTH)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A random-init BehaveGPT bundle: 18 behaviors (+ <pad>, <unk>), context 8."""
+    import torch
+
+    from behave.data.vocab import PAD, UNK, Vocabulary
+    from behave.inference.behavegpt import save_bundle
+    from behave.models.behavegpt import BehaveGPT, BehaveGPTConfig
+
+    torch.manual_seed(0)
+    vocab = Vocabulary(
+        behaviors=[PAD, UNK, *BEHAVIORS],
+        locations=[UNK, "home", "work"],
+        domains=[UNK, "apps", "web"],
+    )
+    config = BehaveGPTConfig(
+        num_behaviors=len(vocab.behaviors),
+        num_locations=len(vocab.locations),
+        num_domains=len(vocab.domains),
+        context_length=CONTEXT_LENGTH,
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+    )
+    # the folder's name is the artifact's name in MLflow, and behave reads `artifacts/bundle`
+    out_dir = tmp_path_factory.mktemp("model") / "bundle"
+    return save_bundle(BehaveGPT(config).eval(), vocab, out_dir)
+
+
+@pytest.fixture(scope="session")
+def registry(tiny_bundle, tmp_path_factory) -> dict[str, str]:
+    """A temporary MLflow store whose behave.behavegpt@champion is the tiny bundle."""
+    import pandas as pd
+
+    from behave import tracking
+    from behave.inference.behavegpt import BehaveGPTPredictor
+
+    env = _store_env(tmp_path_factory.mktemp("mlflow"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        run = tracking.client().create_run(tracking.ensure_experiment("serving-tests"))
+        frame = pd.DataFrame({"history": [BEHAVIORS[:3], BEHAVIORS[3:6]]})
+        output = BehaveGPTPredictor.from_dir(tiny_bundle).predict_frame(frame)
+        version = tracking.register_model(
+            run.info.run_id, "behavegpt", tiny_bundle, frame, output, tags={"test": "serving"}
+        )
+        tracking.client().set_terminated(run.info.run_id)
+        assert tracking.get_version("behavegpt", "champion").version == version
+    return {**env, "EXPECTED_VERSION": str(version)}
+
+
+def launch_server(env: dict[str, str], log_path: Path) -> Server:
+    """Starts ``bentoml serve`` in its own process group (use :func:`wait_ready` next)."""
+    port = _free_port()
+    full_env = {
+        **{k: v for k, v in os.environ.items() if k != "BEHAVE_BEHAVEGPT_BUNDLE"},
+        "OMP_NUM_THREADS": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "HF_HUB_OFFLINE": "1",
+        "BENTOML_HOME": str(log_path.parent / "bentoml-home"),
+        **env,
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "serving.service:BehaveService",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return Server(f"http://127.0.0.1:{port}", log_path, proc)
+
+
+def wait_ready(server: Server) -> Server:
+    """Waits for ``/readyz`` 200; fails the test with the server's log if it does not come."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        # a worker that fails to start is restarted forever by BentoML: stop at the first failure
+        if server.proc.poll() is not None or "Application startup failed" in server.log():
+            stop_server(server)
+            pytest.fail(f"bentoml serve failed to start:\n{server.log()[-6000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(server)
+    pytest.fail(f"bentoml serve not ready in {READY_TIMEOUT_S} s:\n{server.log()[-6000:]}")
+
+
+def stop_server(server: Server) -> None:
+    """Ends the server and its workers (the process group it leads)."""
+    proc = server.proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    try:  # workers that outlived their arbiter keep the group alive
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def launched_empty_server(tmp_path_factory) -> Iterator[Server]:
+    """The service on a store with no registered model, starting (not yet ready)."""
+    root = tmp_path_factory.mktemp("empty-mlflow")
+    server = launch_server(_store_env(root), root / "server.log")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def server(launched_empty_server, registry, tmp_path_factory) -> Iterator[Server]:
+    """The service on the registered champion.
+
+    Asks for the empty-store server first only so that its start-up overlaps the registry
+    round trip (a ~10 s saving on two cores when the 503 test runs too).
+    """
+    env = {k: v for k, v in registry.items() if k != "EXPECTED_VERSION"}
+    server = launch_server(env, tmp_path_factory.mktemp("serve") / "server.log")
+    try:
+        yield wait_ready(server)
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def empty_server(launched_empty_server) -> Server:
+    """The service on a store with no registered model."""
+    return wait_ready(launched_empty_server)
