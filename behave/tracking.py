@@ -12,6 +12,7 @@ whose ``artifacts/bundle`` folder holds what behave itself loads: ``weights.safe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -142,11 +143,13 @@ def register_model(
     c = client()
     name = registered_name(family)
     signature = infer_signature(input_example, output_example)
+    staging = Path(tempfile.mkdtemp()) / "bundle"  # MLflow names the artifact after the folder
+    shutil.copytree(bundle_dir, staging)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("mlflow_model.py")),  # no pickle
-            artifacts={"bundle": str(bundle_dir)},
+            artifacts={"bundle": str(staging)},
             code_paths=[str(Path(behave.__file__).parent)],
             signature=signature,
             input_example=input_example,
@@ -159,16 +162,21 @@ def register_model(
                 "pandas",
             ],
         )
+    shutil.rmtree(staging.parent, ignore_errors=True)
     try:
         c.get_registered_model(name)
-    except Exception:
+    except mlflow.exceptions.MlflowException as err:
+        if not _is_not_found(err):
+            raise
         c.create_registered_model(name, description=f"behave {family} models")
     version = c.create_model_version(name, info.model_uri, run_id=run_id, tags=tags or {})
     try:
         c.set_registered_model_alias(name, "challenger", version.version)
         try:
             c.get_model_version_by_alias(name, "champion")
-        except Exception:
+        except mlflow.exceptions.MlflowException as err:
+            if not _is_not_found(err):
+                raise
             c.set_registered_model_alias(name, "champion", version.version)
             c.set_model_version_tag(name, version.version, "validation_status", "first_version")
     except BaseException:
@@ -177,11 +185,20 @@ def register_model(
     return version.version
 
 
+def _is_not_found(err: Exception) -> bool:
+    """MLflow's answer for a missing registered model or alias (other errors, e.g. an
+    unreachable server, must not be mistaken for "no model")."""
+    code = getattr(err, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(err))
+
+
 def get_version(family: str, alias: str):
     """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
     try:
         return client().get_model_version_by_alias(registered_name(family), alias)
-    except Exception as err:
+    except mlflow.exceptions.MlflowException as err:
+        if not _is_not_found(err):
+            raise
         raise LookupError(
             f"no model {registered_name(family)}@{alias} in {tracking_uri()}: train one with "
             f"`behave fit --config pipelines/{family}.yaml`"
@@ -194,7 +211,9 @@ def promote(family: str, version: str, metrics: dict[str, float] | None = None) 
     name = registered_name(family)
     try:
         old = c.get_model_version_by_alias(name, "champion").version
-    except Exception:
+    except mlflow.exceptions.MlflowException as err:
+        if not _is_not_found(err):
+            raise
         old = None
     if old is not None and old != version:
         c.set_registered_model_alias(name, "previous", old)
@@ -219,19 +238,31 @@ def resolve_model_dir(uri: str | Path) -> Path:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
         return path
-    client()  # sets the tracking and registry URIs
-    cache = Path(tempfile.gettempdir()) / "behave-models"
+    c = client()  # also sets the tracking and registry URIs for mlflow.artifacts
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep service logs clean
+    uri = str(uri)
+    if uri.startswith("models:/") and "@" in uri:  # pin the alias to the version it names now
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        try:
+            uri = f"models:/{name}/{c.get_model_version_by_alias(name, alias).version}"
+        except mlflow.exceptions.MlflowException as err:
+            if _is_not_found(err):
+                raise LookupError(f"no model {name}@{alias} in {tracking_uri()}") from err
+            raise
+    key = uri.replace(":/", "_").replace("/", "_").replace("@", "_")
+    cache = Path(tempfile.gettempdir()) / "behave-models" / hashlib.sha1(tracking_uri().encode()).hexdigest()[:12]
+    target = cache / key
+    if (target / "bundle" / "config.json").is_file():  # a model version never changes
+        return target / "bundle"
     cache.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(dir=cache))
+    partial = Path(tempfile.mkdtemp(dir=cache))
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(target)
-            )
-        )
-    except Exception:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    if not (local / "config.json").is_file():
-        raise FileNotFoundError(f"{uri} has no behave bundle (artifacts/bundle/config.json)")
-    return local
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(partial)))
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(f"{uri} has no behave bundle (artifacts/bundle/config.json)")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target / "bundle", ignore_errors=True)
+        os.replace(local, target / "bundle")  # complete downloads only
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target / "bundle"
