@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# README command (1): set up, generate data, train BehaveGPT, register and review it in MLflow,
+# serve it with BentoML, send example requests, print where to look, stop cleanly.
+#   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
+#   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
+#   BEHAVE_KEEP_SERVING  set to 1 to leave the service running at the end
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n\033[1m==> [%ss] %s\033[0m\n' "$(( $(date +%s) - started ))" "$*"; }
+
+step "setting up .venv (torch, lightning, mlflow, bentoml, ...)"
+bash scripts/setup.sh
+. .venv/bin/activate
+export BENTOML_DO_NOT_TRACK=true HF_HUB_OFFLINE=1 MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+events=${BEHAVE_DEMO_EVENTS:-1000000}
+port=${BEHAVE_PORT:-3000}
+url="http://127.0.0.1:${port}"
+
+step "generating ${events} app-usage events in 4 domains -> data/user-events"
+behave data generate user-events --out data/user-events --events "$events"
+
+step "training BehaveGPT (DRO objective) on social, commerce, media; logging to MLflow"
+behave fit --config pipelines/behavegpt.yaml --trainer.enable_model_summary false
+
+step "reviewing the new version (@challenger) against @champion on the fixed test split"
+behave promote behavegpt
+
+step "starting the service on ${url}"
+log=$(mktemp -t behave-serve.XXXX.log)
+behave serve --host 127.0.0.1 --port "$port" >"$log" 2>&1 &
+server=$!
+stop() {
+  if kill -0 "$server" 2>/dev/null; then
+    kill -TERM "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+  fi
+}
+trap stop EXIT
+for _ in $(seq 1 120); do
+  if curl -fsS "$url/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "the service exited; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+curl -fsS "$url/readyz" >/dev/null
+
+# A real 12-event history from the generated log, as the request body.
+history=$(python - <<'EOF'
+import json, polars as pl
+events = pl.read_parquet("data/user-events/events.parquet").filter(pl.col("domain") == "commerce")
+user = events["user_id"][0]
+rows = events.filter(pl.col("user_id") == user).head(12)
+print(json.dumps([
+    {"behavior": r["behavior"], "timestamp": r["timestamp"].isoformat(), "location": r["location"], "domain": r["domain"]}
+    for r in rows.iter_rows(named=True)
+]))
+EOF
+)
+show() { python -m json.tool --indent 2 | head -n "${1:-40}"; }
+
+step "POST /next_behavior (top 5 next behaviors after a 12-event history)"
+curl -sS -X POST "$url/next_behavior" -H 'content-type: application/json' \
+  -d "{\"requests\": [{\"history\": ${history}, \"top_k\": 5}]}" | show
+
+step "POST /generate (10 future behaviors, seeded)"
+curl -sS -X POST "$url/generate" -H 'content-type: application/json' \
+  -d "{\"history\": ${history}, \"num_steps\": 10, \"temperature\": 0.8, \"top_k\": 20, \"seed\": 7}" | show
+
+step "a bad request: an unknown behavior is a 400 naming the field"
+curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/next_behavior" -H 'content-type: application/json' \
+  -d '{"requests": [{"history": [{"behavior": "no.such.behavior"}]}]}'
+
+step "done in $(( $(date +%s) - started )) s. Where to look:"
+cat <<EOF
+  service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
+  MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
+                 then open http://127.0.0.1:5000 (experiment "behavegpt"; model "behave.behavegpt")
+  serve again    . .venv/bin/activate && behave serve
+EOF
+if [ "${BEHAVE_KEEP_SERVING:-0}" = "1" ]; then
+  trap - EXIT
+  echo "  the service keeps running (pid ${server}); stop it with: kill ${server}"
+else
+  echo "  stopping the service"
+fi
