@@ -59,6 +59,9 @@ log = logging.getLogger("behave.serving")
 FAMILY = "behavegpt"
 ALIAS = "champion"
 BUNDLE_ENV = "BEHAVE_BEHAVEGPT_BUNDLE"
+# Largest adaptive batch of /next_behavior requests; 1 turns adaptive batching off (each
+# request runs alone), which benchmarks/serving.py uses as the baseline.
+MAX_BATCH_SIZE = int(os.environ.get("BEHAVE_MAX_BATCH_SIZE", MAX_REQUESTS_PER_CALL))
 
 # Plain HTTP routes BentoML's @bentoml.api (always POST) cannot express; BentoML mounts this
 # app and merges its routes into /docs.json. Its own docs pages are off: BentoML serves them.
@@ -123,7 +126,7 @@ class BehaveService:
     @bentoml.api(
         batchable=True,
         input_spec=NextBehaviorInput,  # {"requests": [...]} (+ a hint for a bare request)
-        max_batch_size=MAX_REQUESTS_PER_CALL,
+        max_batch_size=MAX_BATCH_SIZE,
         max_latency_ms=10_000,  # queued longer than this: 503 (the dispatcher's overload answer)
     )
     def next_behavior(self, requests: list[NextBehaviorRequest]) -> list[NextBehaviorResponse]:

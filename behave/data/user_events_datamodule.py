@@ -155,7 +155,7 @@ class UserEventsDataModule(L.LightningDataModule):
         train = users[order[n_test + n_val :]]
         train = train[: max(1, int(round(self.hparams.train_user_fraction * len(train))))]
         return {
-            name: self.frame.filter(pl.col("user_id").is_in(pl.Series(ids)))
+            name: self.frame.filter(pl.col("user_id").is_in(pl.Series(ids).implode()))
             for name, ids in (("train", train), ("val", val), ("test", test))
         }
 
