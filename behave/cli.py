@@ -148,17 +148,21 @@ def _run_data(args: argparse.Namespace) -> None:
 
     if args.data_verb == "generate":
         from behave.data.user_events import generate_user_events
+        from behave.errors import ConfigError
 
-        manifest = generate_user_events(
-            Path(args.out),
-            num_events=args.events,
-            num_users=args.users,
-            num_behaviors=args.behaviors,
-            domains=tuple(d.strip() for d in args.domains.split(",") if d.strip()),
-            seed=args.seed,
-            days=args.days,
-            progress=not args.no_progress,
-        )
+        try:
+            manifest = generate_user_events(
+                Path(args.out),
+                num_events=args.events,
+                num_users=args.users,
+                num_behaviors=args.behaviors,
+                domains=tuple(d.strip() for d in args.domains.split(",") if d.strip()),
+                seed=args.seed,
+                days=args.days,
+                progress=not args.no_progress,
+            )
+        except ValueError as err:  # argument checks name the parameter; no traceback
+            raise ConfigError(str(err)) from err
         users = manifest.get("domain_users", {})
         print(
             f"wrote {manifest['row_counts']['events.parquet']:,} events of {sum(users.values()):,} users "
