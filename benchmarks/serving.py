@@ -42,7 +42,17 @@ def make_bundle(out: Path, num_behaviors: int = 600, context: int = 64) -> list[
     torch.manual_seed(0)
     names = [f"bench.event.{i:03d}" for i in range(num_behaviors)]
     vocab = Vocabulary(["<pad>", "<unk>", *names], ["<unk>", "home", "work"], ["<unk>", "app"])
-    model = BehaveGPT(BehaveGPTConfig(len(vocab.behaviors), 3, 2, context_length=context, d_model=128, num_layers=2, num_heads=4))
+    model = BehaveGPT(
+        BehaveGPTConfig(
+            len(vocab.behaviors),
+            3,
+            2,
+            context_length=context,
+            d_model=128,
+            num_layers=2,
+            num_heads=4,
+        )
+    )
     save_bundle(model, vocab, out)
     return names
 
@@ -61,8 +71,25 @@ def start_service(bundle: Path, max_batch: int, port: int) -> subprocess.Popen:
         "BENTOML_DO_NOT_TRACK": "true",
         "OMP_NUM_THREADS": "1",
     }
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:BehaveService", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:BehaveService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -123,7 +150,9 @@ def load(url: str, bodies: list[dict], clients: int, requests_per_client: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", default="1,4,16,32", help="concurrent clients per level")
     parser.add_argument("--requests", type=int, default=400, help="requests per level")
     parser.add_argument("--slo-p99-ms", type=float, default=500.0)
@@ -138,7 +167,19 @@ def main() -> None:
         bundle = Path(tmp) / "bundle"
         names = make_bundle(bundle)
         rng = np.random.default_rng(0)
-        bodies = [{"requests": [{"history": [{"behavior": names[int(j)]} for j in rng.integers(0, len(names), 64)], "top_k": 10}]} for _ in range(50)]
+        bodies = [
+            {
+                "requests": [
+                    {
+                        "history": [
+                            {"behavior": names[int(j)]} for j in rng.integers(0, len(names), 64)
+                        ],
+                        "top_k": 10,
+                    }
+                ]
+            }
+            for _ in range(50)
+        ]
         results: dict[str, list[dict]] = {}
         for mode, max_batch in (("adaptive batching", 64), ("no batching", 1)):
             port = free_port()
@@ -150,21 +191,46 @@ def main() -> None:
             finally:
                 stop_service(proc)
 
-    print(f"\n/next_behavior, 64-event histories, top_k 10, {args.requests} requests per level (1 server worker, 127.0.0.1)")
+    print(
+        f"\n/next_behavior, 64-event histories, top_k 10, {args.requests} requests per level (1 server worker, 127.0.0.1)"
+    )
     header = f"{'mode':<20}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}"
     print(header + "\n" + "-" * len(header))
     for mode, rows in results.items():
         for r in rows:
-            print(f"{mode:<20}{r['clients']:>8}{r['requests_per_s']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['failed']:>8}")
+            print(
+                f"{mode:<20}{r['clients']:>8}{r['requests_per_s']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['failed']:>8}"
+            )
     best = {
-        mode: max((r["requests_per_s"] for r in rows if r["p99_ms"] <= args.slo_p99_ms and r["failed"] == 0), default=0.0)
+        mode: max(
+            (
+                r["requests_per_s"]
+                for r in rows
+                if r["p99_ms"] <= args.slo_p99_ms and r["failed"] == 0
+            ),
+            default=0.0,
+        )
         for mode, rows in results.items()
     }
     ratio = best["adaptive batching"] / best["no batching"] if best["no batching"] else float("nan")
-    print(f"\nbest req/s with p99 <= {args.slo_p99_ms:.0f} ms: " + ", ".join(f"{m} {v:.1f}" for m, v in best.items()) + f"  (ratio {ratio:.2f}x)")
+    print(
+        f"\nbest req/s with p99 <= {args.slo_p99_ms:.0f} ms: "
+        + ", ".join(f"{m} {v:.1f}" for m, v in best.items())
+        + f"  (ratio {ratio:.2f}x)"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"levels": results, "slo_p99_ms": args.slo_p99_ms, "best_requests_per_s_at_slo": best, "ratio": ratio}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "levels": results,
+                "slo_p99_ms": args.slo_p99_ms,
+                "best_requests_per_s_at_slo": best,
+                "ratio": ratio,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 
