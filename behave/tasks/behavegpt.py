@@ -112,14 +112,16 @@ class BehaveGPTTask(L.LightningModule):
         real = targets != PAD_ID  # (B, L)
         flat_logits, flat_targets = logits[real], targets[real]  # (N, V), (N,)
         losses = F.cross_entropy(flat_logits.float(), flat_targets, reduction="none")  # (N,)
-        loss = losses.mean()
+        loss = losses.mean()  # plain cross-entropy: comparable across objectives and stages
         if stage == "train":
-            if self.dro is not None:
-                loss = self.dro(losses, flat_targets)
-                for g, w in enumerate(self.dro.weights.tolist()):
-                    self.log(f"dro/weight_{g}", w)
             self.log("train/loss", loss, prog_bar=True)
-            return loss
+            if self.dro is None:
+                return loss
+            objective = self.dro(losses, flat_targets)
+            self.log("train/dro_objective", objective)
+            for g, w in enumerate(self.dro.weights.tolist()):
+                self.log(f"dro/weight_{g}", w)
+            return objective
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val")
         scores = flat_logits.detach().clone()
         scores[:, [PAD_ID, UNKNOWN_ID]] = float("-inf")
