@@ -11,7 +11,9 @@ from behave import tracking
 __all__ = ["evaluate_bundle", "Review", "review_and_promote"]
 
 
-def evaluate_bundle(bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256) -> dict[str, float]:
+def evaluate_bundle(
+    bundle_dir: Path, split: dict, stage: str = "test", batch_size: int = 256
+) -> dict[str, float]:
     """Ranking metrics of a BehaveGPT bundle on ``split`` (datamodule arguments, e.g. from
     the ``eval_split`` tag of a model version), encoding events with the bundle's own vocab."""
     from behave.data.user_events_datamodule import UserEventsDataModule
@@ -43,12 +45,16 @@ class Review:
             old = f"{self.champion_metrics[k]:.4f}" if self.champion_metrics else "-"
             mark = "  <- decides" if k == self.metric else ""
             rows.append(f"{k:<22}{old:>16}{self.challenger_metrics[k]:>18.4f}{mark}")
-        verdict = (
-            f"promoted v{self.challenger} to @champion"
-            + (f" (v{self.champion} is now @previous)" if self.champion else "")
-            if self.promoted
-            else f"kept v{self.champion} as @champion: challenger's {self.metric} is not better"
-        )
+        if self.champion is None:
+            verdict = f"v{self.challenger} is the first version: it is @champion"
+        elif self.promoted:
+            verdict = (
+                f"promoted v{self.challenger} to @champion (v{self.champion} is now @previous)"
+            )
+        else:
+            verdict = (
+                f"kept v{self.champion} as @champion: challenger's {self.metric} is not better"
+            )
         return "\n".join([*rows, verdict])
 
 
@@ -74,7 +80,9 @@ def review_and_promote(
     )
     if metric not in new:
         raise LookupError(f"--metric {metric!r} is not computed; choose one of {sorted(new)}")
-    if champion is None or champion.version == challenger.version:
+    if champion is not None and champion.version == challenger.version:
+        champion = None  # the first version was made @champion at registration
+    if champion is None:
         old = None
         promoted = True
     else:

@@ -47,7 +47,7 @@ class BehaveGPTTask(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
         init_from: str | None = None,
-        generation_histories: int = 16,
+        generation_histories: int = 64,
         generation_steps: int = 32,
     ) -> None:
         """

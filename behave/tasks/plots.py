@@ -53,7 +53,7 @@ def transition_heatmaps(
     real_counts = transition_counts(real, num_types)
     gen_counts = transition_counts(generated, num_types)
     types = np.argsort(-np.bincount(np.concatenate(real), minlength=num_types))[:top]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
     for ax, counts, title in ((axes[0], real_counts, "real"), (axes[1], gen_counts, "generated")):
         sub = counts[np.ix_(types, types)]
         sub = sub / np.maximum(sub.sum(1, keepdims=True), 1)
