@@ -189,7 +189,9 @@ def _is_not_found(err: Exception) -> bool:
     """MLflow's answer for a missing registered model or alias (other errors, e.g. an
     unreachable server, must not be mistaken for "no model")."""
     code = getattr(err, "error_code", "")
-    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(err))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(err)
+    )
 
 
 def get_version(family: str, alias: str):
@@ -234,30 +236,50 @@ def resolve_model_dir(uri: str | Path) -> Path:
     (downloaded once into a cache beside the store).
     """
     path = Path(str(uri))
-    if not str(uri).startswith(("models:/", "runs:/")):
+    if not str(uri).startswith("models:/"):
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
         return path
     c = client()  # also sets the tracking and registry URIs for mlflow.artifacts
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep service logs clean
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # keep service logs clean
     uri = str(uri)
-    if uri.startswith("models:/") and "@" in uri:  # pin the alias to the version it names now
-        name, alias = uri.removeprefix("models:/").split("@", 1)
+    run_id = ""
+    if uri.startswith("models:/"):  # pin an alias to its version; key the cache by run too
+        name, _, ref = uri.removeprefix("models:/").partition("/")
+        name, _, alias = name.partition("@")
         try:
-            uri = f"models:/{name}/{c.get_model_version_by_alias(name, alias).version}"
+            version = (
+                c.get_model_version_by_alias(name, alias)
+                if alias
+                else c.get_model_version(name, ref)
+            )
         except mlflow.exceptions.MlflowException as err:
             if _is_not_found(err):
-                raise LookupError(f"no model {name}@{alias} in {tracking_uri()}") from err
+                raise LookupError(
+                    f"no model {uri.removeprefix('models:/')} in {tracking_uri()}"
+                ) from err
             raise
-    key = uri.replace(":/", "_").replace("/", "_").replace("@", "_")
-    cache = Path(tempfile.gettempdir()) / "behave-models" / hashlib.sha1(tracking_uri().encode()).hexdigest()[:12]
+        uri, run_id = f"models:/{name}/{version.version}", version.run_id or ""
+    # a store recreated at the same path reuses version numbers: the run id tells them apart
+    key = "_".join(filter(None, (uri.replace(":/", "_").replace("/", "_"), run_id)))
+    cache = (
+        Path(tempfile.gettempdir())
+        / "behave-models"
+        / hashlib.sha1(tracking_uri().encode()).hexdigest()[:12]
+    )
     target = cache / key
     if (target / "bundle" / "config.json").is_file():  # a model version never changes
         return target / "bundle"
     cache.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=cache))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(partial)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri}/artifacts/bundle", dst_path=str(partial)
+            )
+        )
         if not (local / "config.json").is_file():
             raise FileNotFoundError(f"{uri} has no behave bundle (artifacts/bundle/config.json)")
         target.mkdir(parents=True, exist_ok=True)

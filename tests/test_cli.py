@@ -126,6 +126,7 @@ def test_fit_registers_then_promote_and_load_round_trip(workdir):
 
     # MLflow-native load of the registered model (models-from-code, no pickle), batch > 1
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # process-global: other tests may have set another store
     model = mlflow.pyfunc.load_model("models:/behave.behavegpt@champion")
     known = (
         pl.read_parquet(workdir / "data" / "user-events-tiny" / "events.parquet")["behavior"]
