@@ -82,14 +82,11 @@ def start_service(bundle: Path, max_batch: int, port: int) -> subprocess.Popen:
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = Path(tempfile.mkstemp(suffix=".log", prefix="behave-bench-serve-")[1])
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -98,7 +95,8 @@ def start_service(bundle: Path, max_batch: int, port: int) -> subprocess.Popen:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError("service exited during start-up")
+            tail = log.read_text()[-3000:]
+            raise RuntimeError(f"service exited during start-up; its log ({log}):\n{tail}")
         time.sleep(0.5)
     stop_service(proc)
     raise RuntimeError("service not ready within 120 s")

@@ -59,9 +59,10 @@ log = logging.getLogger("behave.serving")
 FAMILY = "behavegpt"
 ALIAS = "champion"
 BUNDLE_ENV = "BEHAVE_BEHAVEGPT_BUNDLE"
-# Largest adaptive batch of /next_behavior requests; 1 turns adaptive batching off (each
-# request runs alone), which benchmarks/serving.py uses as the baseline.
+# Largest adaptive batch of /next_behavior requests. 1 turns adaptive batching off: each HTTP
+# call is then handled alone (same request body), the baseline of benchmarks/serving.py.
 MAX_BATCH_SIZE = int(os.environ.get("BEHAVE_MAX_BATCH_SIZE", MAX_REQUESTS_PER_CALL))
+ADAPTIVE_BATCHING = MAX_BATCH_SIZE > 1  # BentoML requires max_batch_size > 1 when batching
 
 # Plain HTTP routes BentoML's @bentoml.api (always POST) cannot express; BentoML mounts this
 # app and merges its routes into /docs.json. Its own docs pages are off: BentoML serves them.
@@ -124,10 +125,10 @@ class BehaveService:
 
     # ---- routes --------------------------------------------------------------------------
     @bentoml.api(
-        batchable=True,
+        batchable=ADAPTIVE_BATCHING,
         input_spec=NextBehaviorInput,  # {"requests": [...]} (+ a hint for a bare request)
-        max_batch_size=MAX_BATCH_SIZE,
-        max_latency_ms=10_000,  # queued longer than this: 503 (the dispatcher's overload answer)
+        # queued longer than max_latency_ms: 503 (the dispatcher's overload answer)
+        **({"max_batch_size": MAX_BATCH_SIZE, "max_latency_ms": 10_000} if ADAPTIVE_BATCHING else {}),
     )
     def next_behavior(self, requests: list[NextBehaviorRequest]) -> list[NextBehaviorResponse]:
         """Most likely next behaviors, with probabilities, after each history.
