@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-ALIASES = ("champion", "challenger", "previous")
 
 
 def tracking_uri() -> str:

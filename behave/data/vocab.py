@@ -70,11 +70,6 @@ class Vocabulary:
             ).with_columns(pl.col(f"{column}_id").fill_null(unknown))
         return events
 
-    def behavior_ids(self, names: list[str]) -> list[int | None]:
-        """Ids for behavior names; None where a name is not in the vocabulary."""
-        lookup = self.behavior_lookup
-        return [lookup.get(n) for n in names]
-
     @property
     def behavior_lookup(self) -> dict[str, int]:
         if not hasattr(self, "_behavior_lookup"):
