@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,19 +138,19 @@ def test_fit_registers_then_promote_and_load_round_trip(workdir):
 
 
 def test_resume_from_last_checkpoint(workdir):
-    ckpt = workdir / "checkpoints" / "behavegpt-tiny" / "last.ckpt"
-    if not ckpt.exists():
-        pytest.skip("needs the checkpoint of the fit test")
-    shutil.copy(ckpt, workdir / "resume.ckpt")
+    """A run stopped after epoch 1 continues from checkpoints/.../last.ckpt to epoch 2."""
+    behave("fit", "--config", str(TINY), "--trainer.max_epochs", "1", cwd=workdir)
     proc = behave(
         "fit",
         "--config",
         str(TINY),
         "--trainer.max_epochs",
-        "3",
+        "2",
         "--ckpt_path",
-        str(workdir / "resume.ckpt"),
+        "last",
         cwd=workdir,
     )
-    assert "Restoring states from the checkpoint" in proc.stderr + proc.stdout
+    log = proc.stderr + proc.stdout
+    assert "Restored all states from the checkpoint" in log
+    assert "last.ckpt" in log
     assert "registered behave.behavegpt version" in proc.stdout
