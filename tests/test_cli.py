@@ -154,3 +154,16 @@ def test_resume_from_last_checkpoint(workdir):
     assert "Restored all states from the checkpoint" in log
     assert "last.ckpt" in log
     assert "registered behave.behavegpt version" in proc.stdout
+
+
+def test_predict_writes_named_top10_predictions(workdir):
+    import polars as pl
+
+    if not (workdir / "checkpoints" / "behavegpt-tiny" / "last.ckpt").exists():
+        behave("fit", "--config", str(TINY), "--trainer.max_epochs", "1", cwd=workdir)
+    proc = behave("predict", "--config", str(TINY), "--ckpt_path", "last", cwd=workdir)
+    assert "predictions to predictions/behavegpt-tiny.parquet" in proc.stdout
+    table = pl.read_parquet(workdir / "predictions" / "behavegpt-tiny.parquet")
+    assert table.height > 0 and table.columns == ["window", "position", "actual", "predicted"]
+    assert all(len(p) == 10 for p in table["predicted"].head(20))
+    assert "<pad>" not in set(table["actual"])

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
 from behave import tracking
 
-__all__ = ["MLflowSaveConfig", "RegisterModel", "git_commit"]
+__all__ = ["MLflowSaveConfig", "RegisterModel", "WritePredictions", "git_commit"]
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +115,35 @@ class RegisterModel(L.Callback):
         from behave.tasks.plots import learning_curves
 
         return learning_curves(tracking.metric_history(run_id, ["train/loss", "val/loss"]))
+
+
+class WritePredictions(BasePredictionWriter):
+    """``behave predict``: top-k next behaviors at every position of the predict split, as a
+    Parquet table (window, position, the actual next behavior, its rank-ordered predictions)."""
+
+    def __init__(self, output_path: str = "predictions/behavegpt.parquet") -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = Path(output_path)
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        import polars as pl
+
+        names = trainer.datamodule.vocab.behaviors
+        top = torch.cat([p["top10"] for p in predictions])  # (W, L, k)
+        targets = torch.cat([p["targets"] for p in predictions])  # (W, L)
+        real = targets != 0  # padding is not a prediction
+        window, position = torch.nonzero(real, as_tuple=True)
+        frame = pl.DataFrame(
+            {
+                "window": window.numpy(),
+                "position": position.numpy(),
+                "actual": [names[i] for i in targets[real].tolist()],
+                "predicted": [[names[i] for i in row] for row in top[real].tolist()],
+            }
+        )
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(self.output_path)
+        hits = sum(a in p for a, p in zip(frame["actual"], frame["predicted"], strict=True))
+        print(
+            f"wrote {frame.height:,} predictions to {self.output_path} (recall@10 {hits / max(frame.height, 1):.3f})"
+        )
