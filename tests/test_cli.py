@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,6 +136,34 @@ def test_fit_registers_then_promote_and_load_round_trip(workdir):
     a, b, c = known[:3].to_list()
     pred = model.predict(pd.DataFrame({"history": [[a], [a, b], [c, b, a]]}))
     assert len(pred) == 3 and all(len(b) == 10 for b in pred["behaviors"])
+
+
+def test_adaptation_starts_from_the_registered_champion(workdir):
+    """pipelines/behavegpt-adapt.yaml: fine-tune @champion on 10% of one domain's users."""
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        champion = client.get_model_version_by_alias("behave.behavegpt", "champion")
+    except mlflow.exceptions.MlflowException:
+        pytest.skip("needs the champion registered by the round-trip test")
+    adapt = REPO / "pipelines" / "behavegpt-adapt.yaml"
+    proc = behave(
+        "fit",
+        "--config",
+        str(TINY),
+        "--config",
+        str(adapt),
+        "--trainer.max_epochs",
+        "1",
+        cwd=workdir,
+    )
+    assert "registered behave.behavegpt version" in proc.stdout
+    newest = client.get_model_version_by_alias("behave.behavegpt", "challenger")
+    assert int(newest.version) > int(champion.version)
+    split = json.loads(newest.tags["eval_split"])
+    assert split["domains"] == ["fintech"]
 
 
 def test_resume_from_last_checkpoint(workdir):
