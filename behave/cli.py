@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     ue.add_argument("--seed", type=int, default=0)
     ue.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    rl = gen_kinds.add_parser("offline-rl", help="D4RL-style offline RL dataset from a simulator")
+    rl.add_argument("--out", required=True, help="output folder")
+    rl.add_argument("--env", default="lunarlander", help="environment (default: %(default)s)")
+    rl.add_argument(
+        "--quality",
+        default="medium",
+        choices=["random", "medium", "medium-replay", "medium-expert", "expert"],
+        help="behavior policy quality, as D4RL defines them (default: %(default)s)",
+    )
+    rl.add_argument("--num-transitions", type=int, default=100_000, help="(default: %(default)s)")
+    rl.add_argument("--seed", type=int, default=0)
+    rl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     imp = data_verbs.add_parser("import", help="import your own CSV/Parquet event log")
     imp.add_argument("source", help="CSV or Parquet file")
     imp.add_argument("--out", required=True, help="output folder")
@@ -146,7 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_data(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    if args.data_verb == "generate":
+    if args.data_verb == "generate" and args.kind == "offline-rl":
+        from behave.data.offline_rl import generate_offline_rl
+        from behave.errors import ConfigError
+
+        try:
+            manifest = generate_offline_rl(
+                Path(args.out),
+                env=args.env,
+                quality=args.quality,
+                num_transitions=args.num_transitions,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+        except (ValueError, ImportError) as err:  # bad choice, or the simulator is not installed
+            raise ConfigError(str(err)) from err
+        print(
+            f"wrote {args.num_transitions:,} {args.quality} transitions of {args.env} to {args.out} "
+            f"(policy return {manifest['dataset_return_mean']:.1f} ± {manifest['dataset_return_std']:.1f}, "
+            f"content hash {manifest['content_hash'][:12]})"
+        )
+    elif args.data_verb == "generate":
         from behave.data.user_events import generate_user_events
         from behave.errors import ConfigError
 

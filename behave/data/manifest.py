@@ -148,7 +148,7 @@ def read_manifest(data_dir: Path) -> dict:
     if not path.is_file():
         raise DataError(
             f"no {MANIFEST_FILE} in {data_dir}: generate data there with "
-            f"`behave data generate user-events --out {data_dir}` "
+            f"`behave data generate user-events --out {data_dir}` (or `offline-rl`), "
             f"or import a log with `behave data import LOG --out {data_dir}`"
         )
     try:
