@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from behave.metrics import RankingAccumulator, tail_mask_from_counts
-from behave.models.behavegpt import PAD_ID, UNKNOWN_ID, EventBatch
+from behave.models.behavegpt import PAD_ID, EventBatch, exclude_special_tokens
 
 __all__ = ["evaluate_scorer", "split_batch"]
 
@@ -32,7 +32,6 @@ def evaluate_scorer(
     for batch in loader:
         inputs, targets = split_batch({k: v.to(device) for k, v in batch.items()})
         real = targets != PAD_ID
-        scores = scorer(inputs)[real].float()  # (N, V)
-        scores[:, [PAD_ID, UNKNOWN_ID]] = float("-inf")
+        scores = exclude_special_tokens(scorer(inputs)[real].float())  # (N, V)
         acc.update(scores, targets[real])
     return acc.compute()

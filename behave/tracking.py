@@ -75,6 +75,7 @@ def client():
 
 
 def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name``, created with behave's artifact location if missing."""
     c = client()
     experiment = c.get_experiment_by_name(name)
     if experiment is not None:
@@ -144,24 +145,26 @@ def register_model(
     signature = infer_signature(input_example, output_example)
     staging = Path(tempfile.mkdtemp()) / "bundle"  # MLflow names the artifact after the folder
     shutil.copytree(bundle_dir, staging)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("mlflow_model.py")),  # no pickle
-            artifacts={"bundle": str(staging)},
-            code_paths=[str(Path(behave.__file__).parent)],
-            signature=signature,
-            input_example=input_example,
-            # listing requirements avoids ~20 s of MLflow's dependency inference
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                "safetensors",
-                "polars",
-                "numpy",
-                "pandas",
-            ],
-        )
-    shutil.rmtree(staging.parent, ignore_errors=True)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("mlflow_model.py")),  # no pickle
+                artifacts={"bundle": str(staging)},
+                code_paths=[str(Path(behave.__file__).parent)],
+                signature=signature,
+                input_example=input_example,
+                # listing requirements avoids ~20 s of MLflow's dependency inference
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    "safetensors",
+                    "polars",
+                    "numpy",
+                    "pandas",
+                ],
+            )
+    finally:
+        shutil.rmtree(staging.parent, ignore_errors=True)
     try:
         c.get_registered_model(name)
     except mlflow.exceptions.MlflowException as err:
@@ -171,11 +174,7 @@ def register_model(
     version = c.create_model_version(name, info.model_uri, run_id=run_id, tags=tags or {})
     try:
         c.set_registered_model_alias(name, "challenger", version.version)
-        try:
-            c.get_model_version_by_alias(name, "champion")
-        except mlflow.exceptions.MlflowException as err:
-            if not _is_not_found(err):
-                raise
+        if _find_alias(c, name, "champion") is None:
             c.set_registered_model_alias(name, "champion", version.version)
             c.set_model_version_tag(name, version.version, "validation_status", "first_version")
     except BaseException:
@@ -193,29 +192,33 @@ def _is_not_found(err: Exception) -> bool:
     )
 
 
-def get_version(family: str, alias: str):
-    """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
+def _find_alias(c, name: str, alias: str):
+    """The ModelVersion behind ``name@alias``, or None when the model or alias does not exist."""
     try:
-        return client().get_model_version_by_alias(registered_name(family), alias)
+        return c.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as err:
         if not _is_not_found(err):
             raise
+        return None
+
+
+def get_version(family: str, alias: str):
+    """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
+    version = _find_alias(client(), registered_name(family), alias)
+    if version is None:
         raise LookupError(
             f"no model {registered_name(family)}@{alias} in {tracking_uri()}: train one with "
             f"`behave fit --config pipelines/{family}.yaml`"
-        ) from err
+        )
+    return version
 
 
 def promote(family: str, version: str, metrics: dict[str, float] | None = None) -> None:
     """Makes ``version`` @champion; the old champion keeps @previous."""
     c = client()
     name = registered_name(family)
-    try:
-        old = c.get_model_version_by_alias(name, "champion").version
-    except mlflow.exceptions.MlflowException as err:
-        if not _is_not_found(err):
-            raise
-        old = None
+    champion = _find_alias(c, name, "champion")
+    old = champion.version if champion is not None else None
     if old is not None and old != version:
         c.set_registered_model_alias(name, "previous", old)
     c.set_registered_model_alias(name, "champion", version)
@@ -244,23 +247,18 @@ def resolve_model_dir(uri: str | Path) -> Path:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
     )  # keep service logs clean
     uri = str(uri)
-    run_id = ""
-    if uri.startswith("models:/"):  # pin an alias to its version; key the cache by run too
-        name, _, ref = uri.removeprefix("models:/").partition("/")
-        name, _, alias = name.partition("@")
-        try:
-            version = (
-                c.get_model_version_by_alias(name, alias)
-                if alias
-                else c.get_model_version(name, ref)
-            )
-        except mlflow.exceptions.MlflowException as err:
-            if _is_not_found(err):
-                raise LookupError(
-                    f"no model {uri.removeprefix('models:/')} in {tracking_uri()}"
-                ) from err
+    # pin an alias to the version it names now; the cache is keyed by version and run
+    name, _, ref = uri.removeprefix("models:/").partition("/")
+    name, _, alias = name.partition("@")
+    try:
+        version = _find_alias(c, name, alias) if alias else c.get_model_version(name, ref)
+    except mlflow.exceptions.MlflowException as err:
+        if not _is_not_found(err):
             raise
-        uri, run_id = f"models:/{name}/{version.version}", version.run_id or ""
+        version = None
+    if version is None:
+        raise LookupError(f"no model {uri.removeprefix('models:/')} in {tracking_uri()}")
+    uri, run_id = f"models:/{name}/{version.version}", version.run_id or ""
     # a store recreated at the same path reuses version numbers: the run id tells them apart
     key = "_".join(filter(None, (uri.replace(":/", "_").replace("/", "_"), run_id)))
     cache = (

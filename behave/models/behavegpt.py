@@ -31,6 +31,7 @@ from torch import nn
 __all__ = [
     "PAD_ID",
     "UNKNOWN_ID",
+    "exclude_special_tokens",
     "NUM_WEEKDAYS",
     "BehaveGPTConfig",
     "BehaveGPTOutput",
@@ -41,6 +42,12 @@ __all__ = [
 PAD_ID = 0
 UNKNOWN_ID = 1
 NUM_WEEKDAYS = 7
+
+
+def exclude_special_tokens(scores: torch.Tensor) -> torch.Tensor:
+    """<pad> and <unk> are never a valid prediction: set their scores (..., V) to -inf in place."""
+    scores[..., [PAD_ID, UNKNOWN_ID]] = float("-inf")
+    return scores
 
 
 @dataclass
@@ -191,10 +198,7 @@ class BehaveGPT(nn.Module):
         logits = self(events).logits  # (B, L, V)
         last = (lengths - 1).clamp(min=0)
         scores = logits[torch.arange(logits.shape[0], device=logits.device), last]  # (B, V)
-        # <pad> and <unk> are never a valid prediction.
-        scores[:, PAD_ID] = float("-inf")
-        scores[:, UNKNOWN_ID] = float("-inf")
-        return scores
+        return exclude_special_tokens(scores)
 
     @torch.no_grad()
     def generate(

@@ -23,7 +23,13 @@ from behave.errors import ConfigError
 from behave.evaluation import split_batch
 from behave.inference.behavegpt import save_bundle
 from behave.metrics import RankingAccumulator, generation_divergences, tail_mask_from_counts
-from behave.models.behavegpt import PAD_ID, UNKNOWN_ID, BehaveGPT, BehaveGPTConfig, EventBatch
+from behave.models.behavegpt import (
+    PAD_ID,
+    BehaveGPT,
+    BehaveGPTConfig,
+    EventBatch,
+    exclude_special_tokens,
+)
 from behave.tasks.dro import GroupDRO
 
 __all__ = ["BehaveGPTTask"]
@@ -123,8 +129,7 @@ class BehaveGPTTask(L.LightningModule):
                 self.log(f"dro/weight_{g}", w)
             return objective
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val")
-        scores = flat_logits.detach().clone()
-        scores[:, [PAD_ID, UNKNOWN_ID]] = float("-inf")
+        scores = exclude_special_tokens(flat_logits.detach().clone())  # (N, V)
         self._accumulator(stage).update(scores, flat_targets)
         return loss
 
@@ -139,8 +144,7 @@ class BehaveGPTTask(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         inputs, targets = split_batch(batch)
-        logits = self.model(inputs).logits
-        logits[..., [PAD_ID, UNKNOWN_ID]] = float("-inf")
+        logits = exclude_special_tokens(self.model(inputs).logits)  # (B, L, V)
         return {"top10": torch.topk(logits, 10, dim=-1).indices, "targets": targets}
 
     # ---- metrics -------------------------------------------------------------------------

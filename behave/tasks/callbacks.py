@@ -15,6 +15,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
 from behave import tracking
+from behave.models.behavegpt import PAD_ID
 
 __all__ = ["MLflowSaveConfig", "RegisterModel", "WritePredictions", "git_commit"]
 
@@ -87,15 +88,16 @@ class RegisterModel(L.Callback):
             bundle = pl_module.export_bundle(Path(tmp) / "bundle", datamodule)
             example_in, example_out = pl_module.example_io(datamodule)
             hp = datamodule.hparams
+            data_dir = str(Path(hp.data_dir).resolve())
             tags = {
                 "dataset_hash": datamodule.manifest.get("content_hash", ""),
-                "data_dir": str(Path(hp.data_dir).resolve()),
+                "data_dir": data_dir,
                 "git_commit": git_commit(),
                 "validation_status": "pending_review",
                 # what `behave promote` evaluates both versions on
                 "eval_split": json.dumps(
                     {
-                        "data_dir": str(Path(hp.data_dir).resolve()),
+                        "data_dir": data_dir,
                         "domains": hp.domains,
                         "val_fraction": hp.val_fraction,
                         "test_fraction": hp.test_fraction,
@@ -131,7 +133,7 @@ class WritePredictions(BasePredictionWriter):
         names = trainer.datamodule.vocab.behaviors
         top = torch.cat([p["top10"] for p in predictions])  # (W, L, k)
         targets = torch.cat([p["targets"] for p in predictions])  # (W, L)
-        real = targets != 0  # padding is not a prediction
+        real = targets != PAD_ID  # padding is not a prediction
         window, position = torch.nonzero(real, as_tuple=True)
         frame = pl.DataFrame(
             {
