@@ -224,7 +224,7 @@ def main() -> None:
     dm = UserEventsDataModule(
         str(data_dir), context_length=64, batch_size=128, domains=PRETRAIN_DOMAINS
     )
-    dm.setup("fit")
+    dm.setup()  # train, val and test windows
     test = dm.test_dataloader()
     quality = {
         "most-popular": evaluate_scorer(
@@ -274,7 +274,7 @@ def main() -> None:
             train_user_fraction=0.1,
             vocab_from=str(bundle),
         )
-        few.setup("fit")
+        few.setup()
         adapted, _ = train(
             few,
             args.adapt_epochs,

@@ -24,6 +24,13 @@ from behave.data.vocab import Vocabulary
 __all__ = ["EventWindows", "UserEventsDataModule", "build_windows"]
 
 FEATURES = ("behavior", "weekday", "time_slot", "location", "domain")
+# predict reads the test split (the held-out users), like test
+SPLITS_OF_STAGE = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+}
 
 
 class EventWindows(Dataset):
@@ -160,11 +167,12 @@ class UserEventsDataModule(L.LightningDataModule):
         }
 
     def setup(self, stage: str | None = None) -> None:
-        if not hasattr(self, "datasets"):
-            self.datasets = {
-                name: EventWindows(build_windows(frame, self.hparams.context_length))
-                for name, frame in self.splits.items()
-            }
+        """Builds the windows of the splits ``stage`` reads (all when None), once each."""
+        self.datasets = getattr(self, "datasets", {})
+        for name in SPLITS_OF_STAGE.get(stage, ("train", "val", "test")):
+            if name not in self.datasets:
+                windows = build_windows(self.splits[name], self.hparams.context_length)
+                self.datasets[name] = EventWindows(windows)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
