@@ -15,4 +15,8 @@ def load_predictor(bundle_dir: Path, device: str = "cpu"):
         from behave.inference.behavegpt import BehaveGPTPredictor
 
         return BehaveGPTPredictor.from_dir(bundle_dir, device)
+    if family == "decision_mamba":
+        from behave.inference.offline_rl import load_policy
+
+        return load_policy(bundle_dir, device)
     raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")

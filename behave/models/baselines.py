@@ -17,7 +17,9 @@ class MostPopular:
     """Scores each behavior by its training frequency, whatever the history."""
 
     def __init__(self, behavior_counts: torch.Tensor) -> None:
-        self.log_counts = torch.log(torch.as_tensor(behavior_counts, dtype=torch.float32) + 1.0)  # (V,)
+        self.log_counts = torch.log(
+            torch.as_tensor(behavior_counts, dtype=torch.float32) + 1.0
+        )  # (V,)
 
     def __call__(self, events: EventBatch) -> torch.Tensor:
         B, L = events.behavior.shape
@@ -36,7 +38,9 @@ class FirstOrderMarkov:
         prev, nxt = windows[:, :-1].reshape(-1), windows[:, 1:].reshape(-1)
         real = (prev != PAD_ID) & (nxt != PAD_ID)
         flat = prev[real] * self.counts.shape[1] + nxt[real]
-        self.counts = torch.bincount(flat, minlength=self.counts.numel()).float().view_as(self.counts)
+        self.counts = (
+            torch.bincount(flat, minlength=self.counts.numel()).float().view_as(self.counts)
+        )
         return self
 
     def __call__(self, events: EventBatch) -> torch.Tensor:

@@ -213,6 +213,31 @@ class BehaveGPTTask(L.LightningModule):
         self.model.to(self.device)
         return frame, out
 
+    def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
+        """End-of-fit metrics and figures (used by RegisterModel)."""
+        generation, samples = self.generation_report(datamodule)
+        return {f"generation/{k}": v for k, v in generation.items()}, self.figures(
+            datamodule, samples
+        )
+
+    def registry_tags(self, datamodule) -> dict[str, str]:
+        """What `behave promote` evaluates both versions on."""
+        import json
+
+        hp = datamodule.hparams
+        return {
+            "eval_split": json.dumps(
+                {
+                    "data_dir": str(Path(hp.data_dir).resolve()),
+                    "domains": hp.domains,
+                    "val_fraction": hp.val_fraction,
+                    "test_fraction": hp.test_fraction,
+                    "split_seed": hp.split_seed,
+                    "context_length": hp.context_length,
+                }
+            )
+        }
+
     @torch.no_grad()
     def generation_report(self, datamodule, seed: int = 0) -> tuple[dict[str, float], dict]:
         """Samples continuations of validation histories; JSD vs the real continuations."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import tempfile
@@ -53,6 +52,10 @@ class MLflowSaveConfig(SaveConfigCallback):
 class RegisterModel(L.Callback):
     """At the end of ``fit``: best weights -> bundle -> plots -> registered ``behave.<family>``.
 
+    The task provides ``final_report(datamodule) -> (metrics, figures)``,
+    ``export_bundle(dir, datamodule)``, ``example_io(datamodule)`` (the MLflow signature's
+    examples) and ``registry_tags(datamodule)`` (extra version tags, e.g. the evaluation split).
+
     The best checkpoint (by the checkpoint callback's monitor) is loaded before export, with
     ``weights_only=True``. Skipped for ``fast_dev_run`` and when no MLflow logger is set.
     """
@@ -74,37 +77,23 @@ class RegisterModel(L.Callback):
             log.info("registering the best checkpoint %s", best)
         datamodule = trainer.datamodule
         run_id = logger.run_id
-        generation, samples = pl_module.generation_report(datamodule)
-        if generation:
-            logger.log_metrics(
-                {f"generation/{k}": v for k, v in generation.items()}, step=trainer.global_step
-            )
-        figures = pl_module.figures(datamodule, samples)
-        figures["learning_curves"] = self._learning_curves(run_id)
+        # the task's own end-of-fit report: extra metrics and figures
+        metrics, figures = pl_module.final_report(datamodule)
+        if metrics:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        figures["learning_curves"] = self._learning_curves(run_id, pl_module)
         tracking.log_figures(run_id, figures)
         if not self.register:
             return
         with tempfile.TemporaryDirectory() as tmp:
             bundle = pl_module.export_bundle(Path(tmp) / "bundle", datamodule)
             example_in, example_out = pl_module.example_io(datamodule)
-            hp = datamodule.hparams
-            data_dir = str(Path(hp.data_dir).resolve())
             tags = {
                 "dataset_hash": datamodule.manifest.get("content_hash", ""),
-                "data_dir": data_dir,
+                "data_dir": str(Path(datamodule.hparams.data_dir).resolve()),
                 "git_commit": git_commit(),
                 "validation_status": "pending_review",
-                # what `behave promote` evaluates both versions on
-                "eval_split": json.dumps(
-                    {
-                        "data_dir": data_dir,
-                        "domains": hp.domains,
-                        "val_fraction": hp.val_fraction,
-                        "test_fraction": hp.test_fraction,
-                        "split_seed": hp.split_seed,
-                        "context_length": hp.context_length,
-                    }
-                ),
+                **pl_module.registry_tags(datamodule),
             }
             version = tracking.register_model(
                 run_id, self.family, bundle, example_in, example_out, tags
@@ -113,10 +102,11 @@ class RegisterModel(L.Callback):
         print(f"registered {name} version {version} (@challenger) from run {run_id}")
 
     @staticmethod
-    def _learning_curves(run_id: str):
+    def _learning_curves(run_id: str, pl_module: L.LightningModule):
         from behave.tasks.plots import learning_curves
 
-        return learning_curves(tracking.metric_history(run_id, ["train/loss", "val/loss"]))
+        keys = getattr(pl_module, "curve_metrics", ("train/loss", "val/loss"))
+        return learning_curves(tracking.metric_history(run_id, list(keys)))
 
 
 class WritePredictions(BasePredictionWriter):
