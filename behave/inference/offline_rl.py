@@ -46,6 +46,8 @@ __all__ = [
     "load_policy",
     "stack_caches",
     "split_cache",
+    "merge_episodes",
+    "split_episodes",
 ]
 
 FAMILY = "decision_mamba"
@@ -296,6 +298,49 @@ def split_cache(cache: DecisionMambaCache, sizes: list[int]) -> list[DecisionMam
         for c, t in zip(out, cache.last_timestep.split(sizes), strict=True):
             c.last_timestep = t
     return out
+
+
+def merge_episodes(parts: list[Episodes]) -> Episodes:
+    """One batch from several running episodes (each past its first action), e.g. sessions
+    of different clients. Start fresh ones together with ``Policy.start(n, target_returns)``.
+    """
+    if any(p.last_action is None for p in parts):
+        raise ValueError("merge only running episodes; start fresh ones with Policy.start")
+    merged = Episodes(
+        torch.cat([p.return_to_go for p in parts]),
+        torch.cat([p.timestep for p in parts]),
+        last_action=torch.cat([p.last_action for p in parts]),
+    )
+    if parts[0].cache is not None:
+        merged.cache = stack_caches([p.cache for p in parts])
+    if parts[0].history:
+        # window mode: histories are trimmed to the last ``context`` steps; shorter ones
+        # (young episodes) cannot share a batch with longer ones
+        lengths = {p.history["timesteps"].shape[1] for p in parts}
+        if len(lengths) > 1:
+            raise ValueError("window-mode episodes must have equal history lengths to merge")
+        merged.history = {k: torch.cat([p.history[k] for p in parts]) for k in parts[0].history}
+    return merged
+
+
+def split_episodes(merged: Episodes, sizes: list[int]) -> list[Episodes]:
+    """Inverse of :func:`merge_episodes` (after ``Policy.act`` updated the batch)."""
+    rtg, ts = merged.return_to_go.split(sizes), merged.timestep.split(sizes)
+    last = (
+        merged.last_action.split(sizes) if merged.last_action is not None else [None] * len(sizes)
+    )
+    caches = split_cache(merged.cache, sizes) if merged.cache is not None else [None] * len(sizes)
+    hist = {k: v.split(sizes) for k, v in merged.history.items()}
+    return [
+        Episodes(
+            rtg[i].clone(),
+            ts[i].clone(),
+            cache=caches[i],
+            history={k: v[i].clone() for k, v in hist.items()},
+            last_action=None if last[i] is None else last[i].clone(),
+        )
+        for i in range(len(sizes))
+    ]
 
 
 # ---- bundles -------------------------------------------------------------------------------
