@@ -165,7 +165,7 @@ class Policy:
     ) -> np.ndarray:
         """The next action (n, A) in env units, given each episode's newest observation and the
         reward its previous action earned (``None`` on the first step)."""
-        obs = torch.as_tensor(np.asarray(observation, np.float32), device=self.device)
+        obs = torch.tensor(np.asarray(observation, np.float32), device=self.device)
         if reward is not None:
             episodes.return_to_go -= torch.as_tensor(
                 np.asarray(reward, np.float32), device=self.device
@@ -213,9 +213,9 @@ class Policy:
         mode and the whole history in recurrent mode (same model, ``forward``).
         """
         T = len(observations)
-        rtg = torch.as_tensor(np.asarray(returns_to_go, np.float32), device=self.device)
-        obs = torch.as_tensor(np.asarray(observations, np.float32), device=self.device)
-        act = torch.as_tensor(np.asarray(actions, np.float32), device=self.device).reshape(
+        rtg = torch.tensor(np.asarray(returns_to_go, np.float32), device=self.device)
+        obs = torch.tensor(np.asarray(observations, np.float32), device=self.device)
+        act = torch.tensor(np.asarray(actions, np.float32), device=self.device).reshape(
             -1, self.act_dim
         )
         act = torch.cat([self.norm.actions_to_model(act), act.new_zeros(1, self.act_dim)])
