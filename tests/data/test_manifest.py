@@ -67,7 +67,9 @@ def test_verify_detects_missing_file_and_manifest(data_dir):
     with pytest.raises(DataError, match=r"notes\.txt is listed in manifest\.json but missing"):
         verify_manifest(data_dir)
     (data_dir / MANIFEST_FILE).unlink()
-    with pytest.raises(DataError, match="no manifest.json .*behave data generate user-events --out"):
+    with pytest.raises(
+        DataError, match="no manifest.json .*behave data generate user-events --out"
+    ):
         verify_manifest(data_dir)
 
 

@@ -40,15 +40,24 @@ def test_users_are_split_disjointly_and_reproducibly(data_dir):
     assert set(again.splits["test"]["user_id"].unique()) == users["test"]
     few = UserEventsDataModule(str(data_dir), context_length=8, train_user_fraction=0.25)
     assert set(few.splits["test"]["user_id"].unique()) == users["test"]
-    assert len(set(few.splits["train"]["user_id"].unique())) == pytest.approx(0.25 * len(users["train"]), abs=1)
+    assert len(set(few.splits["train"]["user_id"].unique())) == pytest.approx(
+        0.25 * len(users["train"]), abs=1
+    )
 
 
 def test_vocab_counts_and_batches(data_dir):
-    dm = UserEventsDataModule(str(data_dir), context_length=8, batch_size=4, domains=["social", "media"])
+    dm = UserEventsDataModule(
+        str(data_dir), context_length=8, batch_size=4, domains=["social", "media"]
+    )
     info = dm.data_info
-    assert info["num_behaviors"] == len(dm.vocab.behaviors) and dm.vocab.behaviors[:2] == ["<pad>", "<unk>"]
+    assert info["num_behaviors"] == len(dm.vocab.behaviors) and dm.vocab.behaviors[:2] == [
+        "<pad>",
+        "<unk>",
+    ]
     counts = np.array(info["behavior_counts"])
-    assert counts[:2].sum() == 0 and (np.diff(counts[2:]) <= 0).mean() > 0.5  # ids ordered by frequency
+    assert (
+        counts[:2].sum() == 0 and (np.diff(counts[2:]) <= 0).mean() > 0.5
+    )  # ids ordered by frequency
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"behavior", "weekday", "time_slot", "location", "domain"}

@@ -1,0 +1,280 @@
+"""Decision Mamba benchmark: normalized scores vs DT and BC, and per-action latency.
+
+    python benchmarks/decision_mamba.py                          # everything below
+    python benchmarks/decision_mamba.py --skip-scores            # latency table only (~1 min)
+    python benchmarks/decision_mamba.py --datasets lunarlander-medium --seeds 0 1 2
+
+Scores: every (dataset, variant, seed) is trained by the same pipeline the README uses
+(``behave fit --config pipelines/decision-mamba-lunarlander-medium.yaml`` with the overrides
+below), in its own working directory, logged to a benchmark MLflow store
+(``benchmarks/.mlflow``). A run's score is its ``final/normalized_score``: the checkpoint with
+the best validation rollout score, rolled out again on *fresh* reset seeds (``eval_seed + 1``),
+D4RL units (random = 0, expert = 100). The table shows mean ± std over training seeds.
+
+    dm        Decision Mamba, self-evolution on (the pipeline's defaults)
+    dm-no-se  Decision Mamba, self-evolution off (the ablation)
+    dt        transformers.DecisionTransformerModel, same data, context, units, budget
+    bc        behavior cloning (MLP on the current state)
+
+Latency: one action for one episode (batch 1, 1 thread, untrained weights of the trained
+sizes) after ``t`` steps of history: Decision Mamba's recurrent ``step`` (O(1) in t) vs
+Decision Transformer re-encoding its last ``context`` steps (context = 20, 100, 1000), and
+Decision Mamba re-encoding the same window (``mode: window``). Median of ``--latency-repeats``.
+
+Scan speed is ``benchmarks/scan.py`` (results in ``benchmarks/results/scan.json``); its table
+is printed here too when that file exists.
+
+Prints tables and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE = REPO / "pipelines" / "decision-mamba-lunarlander-medium.yaml"
+VARIANTS = {
+    "dm": [],
+    "dm-no-se": ["--model.self_evolution", "false"],
+    "dt": ["--model.architecture", "decision_transformer"],
+    "bc": ["--model.architecture", "behavior_cloning"],
+}
+
+
+# ---- scores ------------------------------------------------------------------------------------
+def ensure_dataset(name: str, transitions: int) -> Path:
+    from behave.data.offline_rl import generate_offline_rl
+
+    out = REPO / "data" / "offline-rl" / name
+    if not (out / "manifest.json").is_file():
+        env, quality = name.split("-", 1)
+        print(f"generating {name} ({transitions:,} transitions) -> {out}")
+        generate_offline_rl(out, env=env, quality=quality, num_transitions=transitions, seed=0)
+    return out
+
+
+def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict:
+    workdir = store.parent / "runs" / f"{dataset.name}-{variant}-{seed}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "behave.cli", "fit", "--config", str(PIPELINE),
+        "--data.data_dir", str(dataset), "--seed_everything", str(seed),
+        "--trainer.max_epochs", str(args.max_epochs),
+        "--data.windows_per_epoch", str(args.windows_per_epoch),
+        "--model.eval_episodes", str(args.eval_episodes),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.logger.init_args.experiment_name", "benchmark-decision-mamba",
+        *VARIANTS[variant],
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
+        "BEHAVE_ARTIFACT_ROOT": str(store / "artifacts"),
+    }
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    seconds = time.time() - started
+    (workdir / "log.txt").write_text(proc.stdout + proc.stderr)
+    match = re.search(r"from run ([0-9a-f]{32})", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise RuntimeError(f"{variant} seed {seed} on {dataset.name} failed; see {workdir}/log.txt")
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    metrics = client.get_run(match.group(1)).data.metrics
+    row = {
+        "dataset": dataset.name,
+        "variant": variant,
+        "seed": seed,
+        "score": metrics["final/normalized_score"],
+        "return": metrics["final/return_mean"],
+        "best_val_score": max(
+            m.value for m in client.get_metric_history(match.group(1), "val/normalized_score")
+        ),
+        "train_seconds": round(seconds, 1),
+        "run_id": match.group(1),
+    }
+    print(
+        f"  {dataset.name:28s} {variant:9s} seed {seed}: score {row['score']:6.1f} ({seconds:.0f} s)"
+    )
+    return row
+
+
+def scores(args) -> list[dict]:
+    store = REPO / "benchmarks" / ".mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    datasets = [ensure_dataset(d, args.transitions) for d in args.datasets]
+    jobs = [(d, v, s) for d in datasets for s in args.seeds for v in args.variants]
+    with ThreadPoolExecutor(args.parallel) as pool:  # each run is its own 1-thread process
+        return list(pool.map(lambda j: train_one(*j, args, store), jobs))
+
+
+def score_table(rows: list[dict], variants: list[str]) -> list[str]:
+    lines = ["| dataset | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        cells = []
+        for v in variants:
+            s = [r["score"] for r in rows if r["dataset"] == dataset and r["variant"] == v]
+            cells.append(f"{np.mean(s):.1f} ± {np.std(s):.1f} (n={len(s)})" if s else "-")
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    means = []
+    for v in variants:
+        per_ds = [
+            np.mean([r["score"] for r in rows if r["dataset"] == d and r["variant"] == v])
+            for d in dict.fromkeys(r["dataset"] for r in rows)
+        ]
+        means.append(f"**{np.mean(per_ds):.1f}**")
+    lines.append("| mean | " + " | ".join(means) + " |")
+    return lines
+
+
+# ---- latency -----------------------------------------------------------------------------------
+def latency(args) -> list[dict]:
+    from behave.inference.offline_rl import Normalization, Policy, build_model
+
+    torch.set_num_threads(1)
+    S, A = 8, 2
+    norm = Normalization([0.0] * S, [1.0] * S, [-1.0] * A, [1.0] * A, 100.0)
+    rows = []
+    for context in args.contexts:
+        common = {
+            "state_dim": S,
+            "act_dim": A,
+            "max_timestep": 4096,
+            "d_model": 64,
+            "num_layers": 3,
+        }
+        models = {
+            "dm-recurrent": (
+                "decision_mamba",
+                "recurrent",
+                {"d_state": 8, "context_length": context},
+            ),
+            "dm-window": ("decision_mamba", "window", {"d_state": 8, "context_length": context}),
+            "dt-window": ("decision_transformer", "window", {"context_length": context}),
+        }
+        row = {"context": context}
+        for name, (arch, mode, extra) in models.items():
+            torch.manual_seed(0)
+            policy = Policy(build_model(arch, common | extra), arch, norm, mode=mode)
+            episodes = policy.start(1, 100.0)
+            rng = np.random.default_rng(0)
+            # fill the history up to the context first: DT's cost grows with it, DM's does not
+            policy.act(episodes, rng.normal(size=(1, S)), None)
+            for _ in range(context - 1):
+                policy.act(episodes, rng.normal(size=(1, S)), np.zeros(1))
+            times = []
+            for _ in range(args.latency_repeats):
+                obs = rng.normal(size=(1, S))
+                t0 = time.perf_counter()
+                policy.act(episodes, obs, np.zeros(1))
+                times.append(time.perf_counter() - t0)
+            row[f"{name}_ms"] = 1000 * statistics.median(times)
+        row["dt_over_dm_recurrent"] = row["dt-window_ms"] / row["dm-recurrent_ms"]
+        rows.append(row)
+        print(
+            f"  context {context:5d}: DM step {row['dm-recurrent_ms']:.2f} ms, "
+            f"DM window {row['dm-window_ms']:.2f} ms, DT {row['dt-window_ms']:.2f} ms"
+        )
+    return rows
+
+
+def latency_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| context (steps) | DM recurrent step (ms) | DM re-encode window (ms) | DT re-encode window (ms) | DT / DM step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['context']} | {r['dm-recurrent_ms']:.2f} | {r['dm-window_ms']:.2f} | "
+            f"{r['dt-window_ms']:.2f} | **{r['dt_over_dm_recurrent']:.1f}×** |"
+        )
+    return lines
+
+
+def scan_table() -> list[str]:
+    path = REPO / "benchmarks" / "results" / "scan.json"
+    if not path.is_file():
+        return ["(run `python benchmarks/scan.py` for the scan-speed table)"]
+    data = json.loads(path.read_text())
+    rows = data.get("rows", data if isinstance(data, list) else [])
+    lines = ["| L | " + " | ".join(k for k in rows[0] if k != "length") + " |"] if rows else []
+    lines += ["|---" * (len(rows[0])) + "|"] if rows else []
+    for r in rows:
+        lines.append(
+            f"| {r.get('length')} | "
+            + " | ".join(
+                f"{v:.4g}" if isinstance(v, float) else str(v)
+                for k, v in r.items()
+                if k != "length"
+            )
+            + " |"
+        )
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--datasets", nargs="+", default=["lunarlander-medium", "lunarlander-medium-replay"]
+    )
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--transitions", type=int, default=100_000, help="per generated dataset")
+    p.add_argument("--max-epochs", type=int, default=4)
+    p.add_argument("--windows-per-epoch", type=int, default=8000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--parallel", type=int, default=2, help="training processes at once")
+    p.add_argument("--contexts", type=int, nargs="+", default=[20, 100, 1000])
+    p.add_argument("--latency-repeats", type=int, default=50)
+    p.add_argument("--skip-scores", action="store_true")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--out", default="benchmarks/results/decision_mamba.json")
+    args = p.parse_args()
+
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+    }
+    lines = []
+    if not args.skip_latency:
+        print("per-action latency:")
+        result["latency"] = latency(args)
+        lines += ["", "Per-action latency (batch 1, 1 thread):", *latency_table(result["latency"])]
+    if not args.skip_scores:
+        print("normalized scores (training runs):")
+        result["scores"] = scores(args)
+        lines += [
+            "",
+            f"Normalized score (D4RL units), mean ± std over seeds {args.seeds}:",
+            *score_table(result["scores"], args.variants),
+        ]
+    lines += ["", "Selective scan, fwd+bwd (benchmarks/scan.py):", *scan_table()]
+    print("\n".join(lines))
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
