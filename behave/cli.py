@@ -3,7 +3,7 @@
     behave fit --config pipelines/behavegpt.yaml          train, log to MLflow, register
     behave data generate user-events --out data/x         synthetic app-usage log
     behave data import log.csv --out data/y --map user_id=uid,behavior=event
-    behave promote behavegpt                              review @challenger vs @champion
+    behave promote behavegpt|decision_mamba               review @challenger vs @champion
     behave serve                                          start the BentoML service
 
 Heavy imports (lightning, mlflow, torch) happen inside the verb that needs them, so
@@ -137,15 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     promote = verbs.add_parser(
         "promote", help="evaluate @challenger vs @champion; promote if better"
     )
-    promote.add_argument("family", choices=["behavegpt"])
+    promote.add_argument("family", choices=["behavegpt", "decision_mamba"])
     promote.add_argument(
-        "--metric", default="recall_at_10_macro", help="deciding metric (default: %(default)s)"
+        "--metric",
+        default=None,
+        help="deciding metric (default: recall_at_10_macro for behavegpt, "
+        "normalized_score for decision_mamba)",
     )
     promote.add_argument(
         "--min-delta", type=float, default=0.0, help="required improvement (default: 0)"
     )
     promote.add_argument(
-        "--data-dir", default=None, help="evaluate on this data folder's test split instead"
+        "--data-dir",
+        default=None,
+        help="behavegpt: evaluate on this data folder's test split instead",
     )
 
     serve = verbs.add_parser(
@@ -216,8 +221,11 @@ def _run_data(args: argparse.Namespace) -> None:
 
 
 def _run_promote(args: argparse.Namespace) -> None:
+    from behave.errors import ConfigError
     from behave.review import review_and_promote
 
+    if args.data_dir and args.family != "behavegpt":
+        raise ConfigError("--data-dir applies to behavegpt only (policies are scored by rollouts)")
     split = {"data_dir": args.data_dir} if args.data_dir else None
     review = review_and_promote(
         args.family, metric=args.metric, min_delta=args.min_delta, split=split

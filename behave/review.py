@@ -8,7 +8,9 @@ from pathlib import Path
 
 from behave import tracking
 
-__all__ = ["evaluate_bundle", "Review", "review_and_promote"]
+__all__ = ["evaluate_bundle", "evaluate_policy_bundle", "Review", "review_and_promote"]
+
+DEFAULT_METRIC = {"behavegpt": "recall_at_10_macro", "decision_mamba": "normalized_score"}
 
 
 def evaluate_bundle(
@@ -25,6 +27,27 @@ def evaluate_bundle(
     dm.setup(stage)
     loader = dm.test_dataloader() if stage == "test" else dm.val_dataloader()
     return evaluate_scorer(lambda inputs: model(inputs).logits, loader, dm.behavior_counts)
+
+
+def evaluate_policy_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
+    """Rollout metrics of an offline-RL policy bundle on the fixed evaluation ``split``
+    (``env``, ``reference_returns``, ``target_return``, ``episodes``, ``seed``: the
+    ``eval_split`` tag): every version is scored on the same reset seeds."""
+    from behave.inference.offline_rl import load_policy
+    from behave.rollouts import evaluate_policy
+
+    result = evaluate_policy(
+        load_policy(bundle_dir),
+        split["env"],
+        split["reference_returns"],
+        target_return=split["target_return"],
+        episodes=split["episodes"],
+        seed=split["seed"],
+    )
+    return result.summary()
+
+
+EVALUATORS = {"behavegpt": evaluate_bundle, "decision_mamba": evaluate_policy_bundle}
 
 
 @dataclass
@@ -60,10 +83,12 @@ class Review:
 
 def review_and_promote(
     family: str,
-    metric: str = "recall_at_10_macro",
+    metric: str | None = None,
     min_delta: float = 0.0,
     split: dict | None = None,
 ) -> Review:
+    metric = metric or DEFAULT_METRIC[family]
+    evaluate = EVALUATORS[family]
     challenger = tracking.get_version(family, "challenger")
     if split is None:
         if "eval_split" not in challenger.tags:
@@ -75,7 +100,7 @@ def review_and_promote(
         champion = tracking.get_version(family, "champion")
     except LookupError:
         champion = None
-    new = evaluate_bundle(
+    new = evaluate(
         tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split
     )
     if metric not in new:
@@ -86,7 +111,7 @@ def review_and_promote(
         old = None
         promoted = True
     else:
-        old = evaluate_bundle(
+        old = evaluate(
             tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split
         )
         promoted = new[metric] > old[metric] + min_delta

@@ -202,13 +202,21 @@ def _find_alias(c, name: str, alias: str):
         return None
 
 
+# the pipeline that trains each family's reference model (for "how to get one" hints)
+PIPELINES = {
+    "behavegpt": "pipelines/behavegpt.yaml",
+    "decision_mamba": "pipelines/decision-mamba-lunarlander-medium.yaml",
+}
+
+
 def get_version(family: str, alias: str):
     """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
     version = _find_alias(client(), registered_name(family), alias)
     if version is None:
+        pipeline = PIPELINES.get(family, f"pipelines/{family}.yaml")
         raise LookupError(
             f"no model {registered_name(family)}@{alias} in {tracking_uri()}: train one with "
-            f"`behave fit --config pipelines/{family}.yaml`"
+            f"`behave fit --config {pipeline}`"
         )
     return version
 

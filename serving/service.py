@@ -1,11 +1,12 @@
-"""The behave HTTP service: BehaveGPT ``@champion`` behind BentoML 1.4.
+"""The behave HTTP service: each family's ``@champion`` behind BentoML 1.4.
 
 Start it from the repository root with ``bentoml serve serving.service:BehaveService`` (what
-``behave serve`` runs). At start-up it loads ``behave.behavegpt@champion`` from the MLflow
-registry (``MLFLOW_TRACKING_URI``, default ``./mlflow/mlflow.db``) — or, if
-``BEHAVE_BEHAVEGPT_BUNDLE`` names a local bundle folder, from there — on CUDA when available.
-Without a champion the service still starts: the model routes answer 503 saying how to train
-one, the health routes stay up.
+``behave serve`` runs). At start-up it loads ``behave.behavegpt@champion`` and
+``behave.decision_mamba@champion`` from the MLflow registry (``MLFLOW_TRACKING_URI``, default
+``./mlflow/mlflow.db``) — or local bundle folders named by ``BEHAVE_BEHAVEGPT_BUNDLE`` /
+``BEHAVE_DECISION_MAMBA_BUNDLE`` — on CUDA when available. The families are independent: one
+without a champion answers 503 on its routes, saying how to train one, while the other works;
+the health routes stay up.
 
 Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
 
@@ -15,33 +16,60 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
 - ``POST /generate`` ``{"history": [...], "num_steps": 20, "temperature": 1.0, "top_k": null,
   "seed": null}`` -> sampled future behaviors; the same seed gives the same output.
 - ``GET /behaviors`` -> behavior, location and domain names the model knows.
-- ``/livez``, ``/readyz``, ``/metrics`` from BentoML.
+- ``POST /act`` -> the offline-RL policy's next action ``{"action", "episode_id", "step",
+  "return_to_go", "model_version"}``; the body's fields pick the mode (:class:`ActInput`):
+
+  - stateless ``{"observations": [[...], ...], "returns_to_go": [...], "actions": [[...], ...]}``
+    (T observations, T returns-to-go, T-1 actions) -> the action after that history;
+  - session start ``{"observation": [...], "target_return": 200.0}`` (``target_return``
+    optional) -> the first action and a new ``episode_id``; the server keeps the recurrent state;
+  - session step ``{"episode_id": "...", "observation": [...], "reward": 1.5, "step": 1}``
+    (``reward``: what the previous action earned; ``step`` optional, checked) -> next action.
+
+  Concurrent session steps of different episodes share one model call (micro-batcher in
+  :mod:`serving.sessions`: up to ``BEHAVE_ACT_MAX_BATCH_SIZE`` (64) episodes, a step waits
+  ``BEHAVE_ACT_MAX_WAIT_MS`` (2) for others to join). Unknown or expired ``episode_id``: 404; a
+  second step of one episode while its first is in flight, or a ``step`` that is not the next:
+  409; more than ``BEHAVE_MAX_SESSIONS`` (1024) live episodes: 429. Episodes idle for
+  ``BEHAVE_SESSION_TTL_S`` (600) seconds are forgotten. Sessions live in this worker process
+  (``workers=1``); with replicas, route each ``episode_id`` to one of them.
+- ``DELETE /act/{episode_id}`` -> 204; ends a session (404 if it is not live).
+- ``GET /policy`` -> what the policy expects (state_dim, act_dim, action bounds, default target
+  return), live sessions and batching counters.
+- ``/livez``, ``/readyz``, ``/metrics`` from BentoML (plus ``behave_act_batch_size``).
 
 Bad input is rejected while BentoML parses the request (see :mod:`serving.schemas`): HTTP 400
-with ``{"error": ..., "detail": [{"type", "loc", "msg"}, ...]}``, ``loc`` naming the field.
-Overload answers 429 (``max_concurrency``), a request past ``timeout`` 504.
+with ``{"error": ..., "detail": [{"type", "loc", "msg"}, ...]}``, ``loc`` naming the field
+(e.g. ``["observations", 3]`` for a wrong-sized or non-finite observation). 404/409 answers use
+the same shape. Overload answers 429 (``max_concurrency``), a request past ``timeout`` 504.
 
 No training code is imported here: only :mod:`behave.inference` and :mod:`behave.tracking`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 from fastapi import FastAPI
 from pydantic import Field, ValidationError
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from serving import schemas
 from serving.schemas import (
+    MAX_ACT_HISTORY_STEPS,
     MAX_GENERATE_STEPS,
     MAX_HISTORY_EVENTS,
     MAX_REQUESTS_PER_CALL,
     MAX_TEMPERATURE,
+    ActInput,
+    ActResponse,
+    BatchingInfo,
     BehaviorsResponse,
     ErrorResponse,
     GenerateResponse,
@@ -50,7 +78,10 @@ from serving.schemas import (
     NextBehaviorInput,
     NextBehaviorRequest,
     NextBehaviorResponse,
+    PolicyResponse,
+    SessionsInfo,
 )
+from serving.sessions import SessionError, SessionStore
 
 __all__ = ["BehaveService"]
 
@@ -63,6 +94,17 @@ BUNDLE_ENV = "BEHAVE_BEHAVEGPT_BUNDLE"
 # call is then handled alone (same request body), the baseline of benchmarks/serving.py.
 MAX_BATCH_SIZE = int(os.environ.get("BEHAVE_MAX_BATCH_SIZE", MAX_REQUESTS_PER_CALL))
 ADAPTIVE_BATCHING = MAX_BATCH_SIZE > 1  # BentoML requires max_batch_size > 1 when batching
+
+POLICY_FAMILY = "decision_mamba"
+POLICY_BUNDLE_ENV = "BEHAVE_DECISION_MAMBA_BUNDLE"
+POLICY_PIPELINE = "pipelines/decision-mamba-lunarlander-medium.yaml"
+# POST /act sessions, read at start-up: idle lifetime, how many at once, batching of their steps
+SESSION_ENV = {
+    "ttl_s": ("BEHAVE_SESSION_TTL_S", 600.0),
+    "max_sessions": ("BEHAVE_MAX_SESSIONS", 1024),
+    "max_batch_size": ("BEHAVE_ACT_MAX_BATCH_SIZE", 64),
+    "max_wait_s": ("BEHAVE_ACT_MAX_WAIT_MS", 2.0),  # milliseconds in the environment
+}
 
 # Plain HTTP routes BentoML's @bentoml.api (always POST) cannot express; BentoML mounts this
 # app and merges its routes into /docs.json. Its own docs pages are off: BentoML serves them.
@@ -89,10 +131,14 @@ class BehaveService:
         _one_line_client_errors()
         if log.getEffectiveLevel() > logging.INFO:  # BentoML leaves non-bentoml loggers at WARNING
             log.setLevel(logging.INFO)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._load_behavegpt(device)
+        self._load_policy(device)
+
+    def _load_behavegpt(self, device: str) -> None:
         self.predictor = None
         self.model_version = ""
         self.unavailable: str | None = None
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         bundle = os.environ.get(BUNDLE_ENV)
         if bundle:
             source, self.model_version, path = f"local bundle {bundle}", "local", bundle
@@ -123,12 +169,78 @@ class BehaveService:
             self.predictor.context_length,
         )
 
+    def _load_policy(self, device: str) -> None:
+        """``behave.decision_mamba@champion`` (or a local bundle) and its session store."""
+        self.policy = None
+        self.sessions: SessionStore | None = None
+        self.policy_version = ""
+        self.policy_unavailable: str | None = None
+        schemas.use_policy(None)
+        bundle = os.environ.get(POLICY_BUNDLE_ENV)
+        if bundle:
+            source, self.policy_version, path = f"local bundle {bundle}", "local", bundle
+        else:
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            from behave import tracking
+
+            name = tracking.registered_name(POLICY_FAMILY)
+            try:
+                version = tracking.get_version(POLICY_FAMILY, ALIAS)
+            except LookupError:
+                self.policy_unavailable = (
+                    f"no model {name}@{ALIAS} in {tracking.tracking_uri()}: train one with "
+                    f"`behave fit --config {POLICY_PIPELINE}`"
+                )
+                log.warning("Decision Mamba routes answer 503: %s", self.policy_unavailable)
+                return
+            self.policy_version = str(version.version)
+            source = f"{name}@{ALIAS} (version {version.version})"
+            path = tracking.resolve_model_dir(f"models:/{name}/{version.version}")
+        from behave.inference.offline_rl import load_policy
+
+        policy = load_policy(path, device)
+        settings = {
+            key: type(default)(os.environ.get(env, default))
+            for key, (env, default) in SESSION_ENV.items()
+        }
+        settings["max_wait_s"] /= 1000
+        self.sessions = SessionStore(policy, on_batch=_act_batch_histogram(), **settings)
+        # stateless requests may read long histories: their own thread, so they do not hold
+        # up the session steps' batches
+        self._history_thread = ThreadPoolExecutor(1, thread_name_prefix="behave-act-history")
+        schemas.use_policy(policy.state_dim, policy.act_dim, self.sessions.default_target_return)
+        self.policy = policy
+        log.info(
+            "Decision Mamba %s on %s: %s (%s), state_dim %d, act_dim %d, env %s; sessions: "
+            "ttl %g s, at most %d, batches of <= %d",
+            source,
+            device,
+            policy.architecture,
+            policy.mode,
+            policy.state_dim,
+            policy.act_dim,
+            policy.meta.get("env_id", "?"),
+            self.sessions.ttl_s,
+            self.sessions.max_sessions,
+            self.sessions.max_batch_size,
+        )
+
+    @bentoml.on_shutdown
+    def _close_sessions(self) -> None:
+        if self.sessions is not None:
+            self.sessions.close()
+            self._history_thread.shutdown(wait=False, cancel_futures=True)
+
     # ---- routes --------------------------------------------------------------------------
     @bentoml.api(
         batchable=ADAPTIVE_BATCHING,
         input_spec=NextBehaviorInput,  # {"requests": [...]} (+ a hint for a bare request)
         # queued longer than max_latency_ms: 503 (the dispatcher's overload answer)
-        **({"max_batch_size": MAX_BATCH_SIZE, "max_latency_ms": 10_000} if ADAPTIVE_BATCHING else {}),
+        **(
+            {"max_batch_size": MAX_BATCH_SIZE, "max_latency_ms": 10_000}
+            if ADAPTIVE_BATCHING
+            else {}
+        ),
     )
     def next_behavior(self, requests: list[NextBehaviorRequest]) -> list[NextBehaviorResponse]:
         """Most likely next behaviors, with probabilities, after each history.
@@ -216,7 +328,128 @@ class BehaveService:
             model_version=self.model_version,
         )
 
+    @bentoml.api(input_spec=ActInput)  # the body's fields pick the mode: see ActInput
+    async def act(self, **fields) -> ActResponse:
+        """The policy's next action (offline RL, behave.decision_mamba), three ways.
+
+        **Stateless**: `observations` (T x state_dim), `returns_to_go` (T), `actions`
+        ((T-1) x act_dim) -> the action after that history; nothing is kept.
+        **Session start**: `observation` [+ `target_return`] -> the first action and an
+        `episode_id`; the server keeps the episode's recurrent state.
+        **Session step**: `episode_id`, `observation`, `reward` (what the previous action
+        earned) [+ `step`] -> the next action. Concurrent steps of different episodes share one
+        model call. 404: unknown or expired episode; 409: a step of that episode is in flight,
+        or `step` is not the next one; 429: too many live episodes. End an episode with
+        `DELETE /act/{episode_id}`; GET /policy tells the sizes and the default target return.
+        """
+        request = ActInput.model_construct(**fields)  # validated while BentoML parsed it
+        sessions = self._require_policy()
+        try:
+            if request.mode == "stateless":
+                return await self._act_on_history(request)
+            if request.mode == "start":
+                result = await sessions.start(request.observation, request.target_return)
+            else:
+                result = await sessions.step(
+                    request.episode_id, request.observation, request.reward, request.step
+                )
+        except SessionError as err:
+            return _session_error_response(err, "POST /act")
+        return ActResponse(
+            action=result.action,
+            episode_id=result.episode_id,
+            step=result.step,
+            return_to_go=result.return_to_go,
+            model_version=self.policy_version,
+        )
+
+    async def _act_on_history(self, request: ActInput) -> ActResponse | JSONResponse:
+        import numpy as np
+
+        policy = self.policy
+        returns_to_go = np.asarray(request.returns_to_go, np.float32)  # (T,)
+        observations = np.asarray(request.observations, np.float32)  # (T, S)
+        actions = np.asarray(request.actions or [], np.float32).reshape(-1, policy.act_dim)
+        action = await asyncio.get_running_loop().run_in_executor(
+            self._history_thread, policy.act_on_history, returns_to_go, observations, actions
+        )
+        if not np.isfinite(action).all():
+            return _session_error_response(
+                SessionError(
+                    "the model's action is not finite: the history is far outside the range "
+                    "it was trained on",
+                    ("observations",),
+                ),
+                "POST /act",
+            )
+        return ActResponse(
+            action=action.tolist(),
+            step=len(observations) - 1,
+            return_to_go=float(returns_to_go[-1]),
+            model_version=self.policy_version,
+        )
+
+    @http_routes.delete(
+        "/act/{episode_id}",
+        status_code=204,
+        responses={
+            404: {"model": ErrorResponse, "description": "no such live episode"},
+            503: {"model": ErrorResponse, "description": "no policy loaded"},
+        },
+        summary="End a POST /act session",
+    )
+    async def end_episode(self, episode_id: str):  # async: the session store lives on the loop
+        """Forgets the episode's state; its episode_id answers 404 afterwards."""
+        if self.sessions is None:
+            return _unavailable_response(self.policy_unavailable)
+        try:
+            self.sessions.delete(episode_id)
+        except SessionError as err:
+            return _session_error_response(err, "DELETE /act/{episode_id}")
+        return Response(status_code=204)
+
+    @http_routes.get(
+        "/policy",
+        response_model=PolicyResponse,
+        responses={503: {"model": ErrorResponse, "description": "no policy loaded"}},
+        summary="What POST /act expects",
+    )
+    async def policy_info(self):
+        """Sizes, action bounds and default target return of the loaded policy; live sessions
+        and batching counters of POST /act."""
+        if self.sessions is None:
+            return _unavailable_response(self.policy_unavailable)
+        policy, sessions = self.policy, self.sessions
+        meta = policy.meta
+        return PolicyResponse(
+            architecture=policy.architecture,
+            mode=policy.mode,
+            state_dim=policy.state_dim,
+            act_dim=policy.act_dim,
+            action_low=list(policy.norm.action_low),
+            action_high=list(policy.norm.action_high),
+            target_return=sessions.default_target_return,
+            reference_returns=meta.get("reference_returns"),
+            env=meta.get("env"),
+            env_id=meta.get("env_id"),
+            max_history_steps=MAX_ACT_HISTORY_STEPS,
+            sessions=SessionsInfo(
+                live=sessions.live, max_sessions=sessions.max_sessions, ttl_s=sessions.ttl_s
+            ),
+            batching=BatchingInfo(
+                **vars(sessions.stats),
+                max_batch_size=sessions.max_batch_size,
+                max_wait_ms=sessions.max_wait_s * 1000,
+            ),
+            model_version=self.policy_version,
+        )
+
     # ---- helpers -------------------------------------------------------------------------
+    def _require_policy(self) -> SessionStore:
+        if self.sessions is None:  # normally answered earlier by _ModelRequired
+            raise bentoml.exceptions.ServiceUnavailable(self.policy_unavailable or "no policy")
+        return self.sessions
+
     def _require_model(self):
         if self.predictor is None:  # normally answered earlier by _ModelRequired
             raise bentoml.exceptions.ServiceUnavailable(self.unavailable or "no model loaded")
@@ -233,26 +466,36 @@ class BehaveService:
 
 
 class _ModelRequired:
-    """ASGI middleware: while no model is loaded, the model routes answer 503 with the reason.
+    """ASGI middleware: while a family has no model, its routes answer 503 with the reason.
 
     BentoML turns exceptions of status >= 500 into a generic body, and a batchable route cannot
-    return its own response, so the clear message is given here, before routing.
+    return its own response, so the clear message is given here, before routing (and before the
+    body is parsed against a model that is not there). ``paths`` maps each route to the
+    service attributes holding its model and the reason it is missing.
     """
 
-    def __init__(self, app, paths: list[str]) -> None:
-        self.app, self.paths = app, frozenset(paths)
+    def __init__(self, app, paths: dict[str, tuple[str, str]]) -> None:
+        self.app, self.paths = app, paths
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] in self.paths:
             service = bentoml.get_current_service()
-            if service.predictor is None:
-                await _unavailable_response(service.unavailable)(scope, receive, send)
+            model, reason = self.paths[scope["path"]]
+            if getattr(service, model) is None:
+                await _unavailable_response(getattr(service, reason))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
+_POLICY_APIS = {"act"}  # the rest are BehaveGPT's
 BehaveService.add_asgi_middleware(
-    _ModelRequired, paths=[method.route for method in BehaveService.apis.values()]
+    _ModelRequired,
+    paths={
+        method.route: ("sessions", "policy_unavailable")
+        if name in _POLICY_APIS
+        else ("predictor", "unavailable")
+        for name, method in BehaveService.apis.items()
+    },
 )
 
 
@@ -270,6 +513,36 @@ def _input_error_response(err) -> JSONResponse:
         },
         status_code=400,
     )
+
+
+def _session_error_response(err: SessionError, route: str) -> JSONResponse:
+    """A refused /act request: the 400 body's shape, with its own status (404, 409, 429)."""
+    log.warning("rejected %s (%d): %s", route, err.status, err.message)
+    return JSONResponse(
+        {
+            "error": err.message,
+            "detail": [{"type": err.kind, "loc": list(err.loc), "msg": err.message}],
+        },
+        status_code=err.status,
+    )
+
+
+_ACT_BATCH_HISTOGRAM = None
+
+
+def _act_batch_histogram():
+    """``behave_act_batch_size`` in /metrics: episodes per policy call of POST /act sessions."""
+    global _ACT_BATCH_HISTOGRAM
+    if _ACT_BATCH_HISTOGRAM is None:
+        # imported here: BentoML sets up prometheus' multiprocess mode when a worker starts
+        from prometheus_client import Histogram
+
+        _ACT_BATCH_HISTOGRAM = Histogram(
+            "behave_act_batch_size",
+            "episodes stepped by one policy call of POST /act",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+    return _ACT_BATCH_HISTOGRAM.observe
 
 
 class _ClientErrorFilter(logging.Filter):

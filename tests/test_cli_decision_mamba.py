@@ -110,3 +110,18 @@ def test_missing_data_is_a_one_line_error(workdir):
     assert proc.returncode == 2
     assert "behave data generate offline-rl --out data/nope" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_promote_rolls_both_versions_out_on_the_same_seeds(workdir):
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    before = len(client.search_model_versions("name='behave.decision_mamba'"))
+    fit = behave("fit", "--config", _tiny(workdir), "--model.self_evolution", "false", cwd=workdir)
+    assert f"registered behave.decision_mamba version {before + 1}" in fit.stdout
+    review = behave("promote", "decision_mamba", cwd=workdir).stdout
+    assert "normalized_score" in review and "decides" in review
+    assert f"promoted v{before + 1}" in review or "kept v" in review
+    bad = behave("promote", "decision_mamba", "--data-dir", "x", cwd=workdir, check=False)
+    assert bad.returncode == 2 and "--data-dir applies to behavegpt only" in bad.stderr

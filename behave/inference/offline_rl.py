@@ -276,14 +276,18 @@ def stack_caches(caches: list[DecisionMambaCache]) -> DecisionMambaCache:
 def split_cache(cache: DecisionMambaCache, sizes: list[int]) -> list[DecisionMambaCache]:
     """Inverse of :func:`stack_caches`: one cache per group of ``sizes`` episodes."""
     out = [DecisionMambaCache([], cache.num_steps) for _ in sizes]
+
+    def split(t: Tensor):  # copies: a stored session must not pin the whole merged batch
+        return [part.clone() for part in t.split(sizes)]
+
     for lc in cache.layers:
         parts = {
-            "cc": lc.coarse.conv.split(sizes),
-            "cs": lc.coarse.ssm.split(sizes),
-            "fc": lc.fine.conv.split(sizes),
-            "fs": lc.fine.ssm.split(sizes),
-            "ff": lc.fine_feature.split(sizes),
-            "g": [g.split(sizes) for g in lc.group],
+            "cc": split(lc.coarse.conv),
+            "cs": split(lc.coarse.ssm),
+            "fc": split(lc.fine.conv),
+            "fs": split(lc.fine.ssm),
+            "ff": split(lc.fine_feature),
+            "g": [split(g) for g in lc.group],
         }
         for i, c in enumerate(out):
             c.layers.append(
@@ -295,7 +299,7 @@ def split_cache(cache: DecisionMambaCache, sizes: list[int]) -> list[DecisionMam
                 )
             )
     if cache.last_timestep is not None:
-        for c, t in zip(out, cache.last_timestep.split(sizes), strict=True):
+        for c, t in zip(out, split(cache.last_timestep), strict=True):
             c.last_timestep = t
     return out
 

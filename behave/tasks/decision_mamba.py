@@ -25,6 +25,7 @@ weights are rolled out once more on fresh seeds with frames for the plots (``fin
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from behave.inference.offline_rl import (
 )
 
 __all__ = ["OfflineRLTask"]
+
+REVIEW_SEED = 7  # rollouts of `behave promote`: not the seeds of training-time evaluation
 
 
 class OfflineRLTask(L.LightningModule):
@@ -281,6 +284,16 @@ class OfflineRLTask(L.LightningModule):
             "quality": info["quality"],
             "architecture": self.hparams.architecture,
         }
+        # what `behave promote decision_mamba` rolls every version out on (fixed reset seeds)
+        tags["eval_split"] = json.dumps(
+            {
+                "env": info["env"],
+                "reference_returns": info["reference_returns"],
+                "target_return": self.target_return,
+                "episodes": max(10, self.hparams.eval_episodes),
+                "seed": REVIEW_SEED,
+            }
+        )
         result = getattr(self, "final_result", None)
         if result is not None:
             tags["normalized_score"] = f"{result.scores.mean():.1f}"

@@ -1,5 +1,6 @@
-"""Fixtures for the service tests: a tiny BehaveGPT registered in a temporary MLflow store,
-and ``bentoml serve serving.service:BehaveService`` started against it on 127.0.0.1."""
+"""Fixtures for the service tests: a tiny BehaveGPT and a tiny Decision Mamba, each registered
+in its own temporary MLflow store, and ``bentoml serve serving.service:BehaveService`` started
+against them on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ if str(REPO_ROOT) not in sys.path:
 BEHAVIORS = [f"b{i}" for i in range(18)]
 CONTEXT_LENGTH = 8
 READY_TIMEOUT_S = 90
+# the tiny Decision Mamba's sizes and the act server's session settings (tests/serving/test_act.py)
+POLICY_STATE_DIM, POLICY_ACT_DIM = 4, 2
+POLICY_TARGET_RETURN = 50.0
+ACT_SERVER_ENV = {
+    "BEHAVE_SESSION_TTL_S": "3",
+    "BEHAVE_MAX_SESSIONS": "16",
+    "BEHAVE_ACT_MAX_WAIT_MS": "5",
+}
 
 
 @dataclass
@@ -115,7 +124,8 @@ def launch_server(env: dict[str, str], log_path: Path) -> Server:
     """Starts ``bentoml serve`` in its own process group (use :func:`wait_ready` next)."""
     port = _free_port()
     full_env = {
-        **{k: v for k, v in os.environ.items() if k != "BEHAVE_BEHAVEGPT_BUNDLE"},
+        # none of the caller's BEHAVE_* settings (bundles, session limits) leak into a test
+        **{k: v for k, v in os.environ.items() if not k.startswith("BEHAVE_")},
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
         "HF_HUB_OFFLINE": "1",
@@ -199,3 +209,86 @@ def server(launched_empty_server, registry, tmp_path_factory) -> Iterator[Server
 def empty_server(launched_empty_server) -> Server:
     """The service on a store with no registered model."""
     return wait_ready(launched_empty_server)
+
+
+# ---- the offline-RL policy (POST /act) -----------------------------------------------------------
+@pytest.fixture(scope="session")
+def policy_bundle(tmp_path_factory) -> Path:
+    """A random-init Decision Mamba bundle: 4 observation and 2 action floats, non-trivial
+    normalization (so the service's unit handling is exercised), default target return 50."""
+    import torch
+
+    from behave.inference.offline_rl import Normalization, save_bundle
+    from behave.models.decision_mamba import DecisionMamba, DecisionMambaConfig
+
+    torch.manual_seed(0)
+    config = DecisionMambaConfig(
+        state_dim=POLICY_STATE_DIM,
+        act_dim=POLICY_ACT_DIM,
+        context_length=8,
+        max_timestep=64,
+        d_model=16,
+        num_layers=2,
+        d_state=4,
+        dropout=0.0,
+    )
+    normalization = Normalization(
+        state_mean=[0.5, -0.5, 0.0, 1.0],
+        state_std=[2.0, 1.0, 0.5, 1.0],
+        action_low=[-1.0, 0.0],
+        action_high=[1.0, 4.0],
+        return_scale=100.0,
+    )
+    extra = {
+        "env": "toy",
+        "env_id": "Toy-v0",
+        "reference_returns": {"random": -100.0, "expert": 100.0},
+        "target_return": POLICY_TARGET_RETURN,
+    }
+    out_dir = tmp_path_factory.mktemp("policy") / "bundle"
+    return save_bundle(
+        DecisionMamba(config).eval(), "decision_mamba", normalization, out_dir, extra
+    )
+
+
+@pytest.fixture(scope="session")
+def policy_registry(policy_bundle, tmp_path_factory) -> dict[str, str]:
+    """A temporary MLflow store whose behave.decision_mamba@champion is the tiny policy (and
+    that has no BehaveGPT)."""
+    import pandas as pd
+
+    from behave import tracking
+    from behave.inference.offline_rl import load_policy
+
+    env = _store_env(tmp_path_factory.mktemp("policy-mlflow"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        run = tracking.client().create_run(tracking.ensure_experiment("serving-tests"))
+        frame = pd.DataFrame(
+            {
+                "returns_to_go": [[50.0, 49.0]],
+                "observations": [[[0.0] * POLICY_STATE_DIM, [0.1] * POLICY_STATE_DIM]],
+                "actions": [[[0.0] * POLICY_ACT_DIM]],
+            }
+        )
+        output = load_policy(policy_bundle).predict_frame(frame)
+        version = tracking.register_model(
+            run.info.run_id, "decision_mamba", policy_bundle, frame, output
+        )
+        tracking.client().set_terminated(run.info.run_id)
+    return {**env, "EXPECTED_VERSION": str(version)}
+
+
+@pytest.fixture(scope="session")
+def act_server(launched_empty_server, policy_registry, tmp_path_factory) -> Iterator[Server]:
+    """The service on a store with only a Decision Mamba champion, short session TTL."""
+    env = {k: v for k, v in policy_registry.items() if k != "EXPECTED_VERSION"}
+    server = launch_server(
+        {**env, **ACT_SERVER_ENV}, tmp_path_factory.mktemp("serve-act") / "server.log"
+    )
+    try:
+        yield wait_ready(server)
+    finally:
+        stop_server(server)
