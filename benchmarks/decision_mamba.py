@@ -67,9 +67,14 @@ def ensure_dataset(name: str, transitions: int) -> Path:
     return out
 
 
-def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict:
+def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict | None:
+    """One training run (or, with ``--resume``, the finished run already in its folder)."""
     workdir = store.parent / "runs" / f"{dataset.name}-{variant}-{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "log.txt"
+    done = re.search(r"from run ([0-9a-f]{32})", log.read_text()) if log.is_file() else None
+    if args.resume and done:
+        return collect(done.group(1), dataset, variant, seed, None, store)
     cmd = [
         sys.executable, "-m", "behave.cli", "fit", "--config", str(PIPELINE),
         "--data.data_dir", str(dataset), "--seed_everything", str(seed),
@@ -89,14 +94,21 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
     started = time.time()
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.time() - started
-    (workdir / "log.txt").write_text(proc.stdout + proc.stderr)
+    log.write_text(proc.stdout + proc.stderr)
     match = re.search(r"from run ([0-9a-f]{32})", proc.stdout)
-    if proc.returncode != 0 or not match:
-        raise RuntimeError(f"{variant} seed {seed} on {dataset.name} failed; see {workdir}/log.txt")
+    if proc.returncode != 0 or not match:  # reported, and left out of the table
+        print(f"  {dataset.name:28s} {variant:9s} seed {seed}: FAILED, see {log}")
+        return None
+    return collect(match.group(1), dataset, variant, seed, seconds, store)
+
+
+def collect(run_id: str, dataset: Path, variant: str, seed: int, seconds, store: Path) -> dict:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
-    metrics = client.get_run(match.group(1)).data.metrics
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    metrics = run.data.metrics
+    seconds = seconds or (run.info.end_time - run.info.start_time) / 1000
     row = {
         "dataset": dataset.name,
         "variant": variant,
@@ -104,10 +116,10 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
         "score": metrics["final/normalized_score"],
         "return": metrics["final/return_mean"],
         "best_val_score": max(
-            m.value for m in client.get_metric_history(match.group(1), "val/normalized_score")
+            m.value for m in client.get_metric_history(run_id, "val/normalized_score")
         ),
         "train_seconds": round(seconds, 1),
-        "run_id": match.group(1),
+        "run_id": run_id,
     }
     print(
         f"  {dataset.name:28s} {variant:9s} seed {seed}: score {row['score']:6.1f} ({seconds:.0f} s)"
@@ -118,10 +130,17 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
 def scores(args) -> list[dict]:
     store = REPO / "benchmarks" / ".mlflow"
     store.mkdir(parents=True, exist_ok=True)
+    # create the store's tables once, here: parallel first runs would race to create them
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    os.environ["BEHAVE_ARTIFACT_ROOT"] = str(store / "artifacts")
+    from behave import tracking
+
+    tracking.ensure_experiment("benchmark-decision-mamba")
     datasets = [ensure_dataset(d, args.transitions) for d in args.datasets]
     jobs = [(d, v, s) for d in datasets for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(args.parallel) as pool:  # each run is its own 1-thread process
-        return list(pool.map(lambda j: train_one(*j, args, store), jobs))
+        rows = list(pool.map(lambda j: train_one(*j, args, store), jobs))
+    return [r for r in rows if r is not None]
 
 
 def score_table(rows: list[dict], variants: list[str]) -> list[str]:
@@ -242,6 +261,7 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--contexts", type=int, nargs="+", default=[20, 100, 1000])
     p.add_argument("--latency-repeats", type=int, default=50)
+    p.add_argument("--resume", action="store_true", help="reuse runs that finished before")
     p.add_argument("--skip-scores", action="store_true")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--out", default="benchmarks/results/decision_mamba.json")
