@@ -13,22 +13,32 @@ Qualities, as D4RL defines them:
 - ``expert``: the expert controller with small N(0, 0.05) action noise, clipped to the bounds.
 - ``medium``: a policy scoring roughly 1/3 - 1/2 of the way from random to expert (normalized
   score 33 - 50); here the expert degraded by epsilon-random actions plus heavy Gaussian noise.
-- ``medium-replay``: what a learning agent's replay buffer holds on its way to ``medium``: a
-  schedule of noise levels that moves linearly (over the transitions collected) from random to
-  medium.
+- ``medium-replay``: what a learning agent's replay buffer holds on its way to ``medium``. For
+  MuJoCo, the real buffer of the TD3 run up to the medium checkpoint; for LunarLander (no
+  training run), a schedule of noise levels that moves linearly (over the transitions
+  collected) from random to medium.
 - ``medium-expert``: the first half of the transitions from ``medium``, the second from ``expert``
   (D4RL concatenates the two datasets the same way).
 
 Environments live in a registry (:data:`ENVS`): an :class:`EnvSpec` names the gymnasium id, the
-pip requirement, its controllers (``env -> (obs -> action)`` factories; a trained MuJoCo behavior
-policy plugs in here later) and the behaviors each quality uses. Only continuous LunarLander is
-registered now; its expert is gymnasium's shipped heuristic lander (~280 return).
+pip requirement, its controllers (``env -> (obs -> action)`` factories) and the behaviors each
+quality uses. Continuous LunarLander's expert is gymnasium's shipped heuristic lander (~280
+return). Hopper-v5, HalfCheetah-v5 and Walker2d-v5 use trained TD3 policies, as D4RL did with
+SAC (:mod:`behave.data.behavior_policies`: trained on first use and cached, ~15-25 min each on 2
+cores; ``$BEHAVE_BEHAVIOR_STEPS`` sets the step budget): ``expert`` = the checkpoint with the
+best deterministic return, ``medium`` = an earlier one scoring closest to 33, both with N(0, 0.1)
+action noise.
 
 Where we differ from D4RL:
 
-- ``medium`` is a noisy expert, not an early-stopped SAC checkpoint, and ``medium-replay`` is a
-  noise schedule, not a real training buffer: LunarLander has a free scripted expert and no
-  training run; MuJoCo entries can register real checkpoints / buffers instead.
+- LunarLander: ``medium`` is a noisy expert, not an early-stopped SAC checkpoint, and
+  ``medium-replay`` is a noise schedule, not a real training buffer: it has a free scripted
+  expert and no training run. MuJoCo entries use real checkpoints and the real buffer (TD3,
+  smaller budgets than D4RL's; see :mod:`behave.data.behavior_policies`).
+- A buffer-backed ``medium-replay`` holds the first ``min(num_transitions, buffer rows)``
+  transitions of the buffer: its size is the run's (steps up to the medium checkpoint), as in
+  D4RL, so asking for more gives fewer rows than asked (a warning says so; the manifest too).
+  Its rows do not depend on ``seed``.
 - Reference returns are measured here (fixed reset seeds, independent of the dataset seed, so
   every dataset of one env and generator version carries the same references) and cached in
   the manifest, instead of being constants in a table. The expert reference is the noiseless
@@ -45,6 +55,7 @@ would not be faster). Each episode draws its reset seed and action noise from
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -79,6 +90,7 @@ _DRAW_BLOCK = 256  # random numbers drawn ahead per policy call block
 REFERENCE_SEED = 1_000_000  # reference episode i resets with seed REFERENCE_SEED + i
 
 Controller = Callable[[np.ndarray], np.ndarray]  # observation (obs_dim,) -> action (act_dim,)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,11 @@ class EnvSpec:
     medium: Behavior  # the ``medium`` quality
     make_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_episodes: int = 100  # episodes per reference return (D4RL-style normalization)
+    # A recorded ``medium-replay`` (a training run's replay buffer up to the medium policy, as
+    # behavior_policies.BehaviorPolicies.replay_buffer returns it) instead of the noise schedule.
+    replay_buffer: Callable[[], dict[str, np.ndarray]] | None = None
+    # Provenance of trained behavior policies for the manifest (which checkpoint made what).
+    policy_info: Callable[[], dict[str, Any]] | None = None
 
     def replay(self, progress: float) -> Behavior:
         """``medium-replay`` behavior after ``progress`` (0..1) of the buffer: random -> medium."""
@@ -126,6 +143,30 @@ def _lunar_lander_heuristic(env: Any) -> Controller:
     return lambda obs: heuristic(env, obs)
 
 
+def _trained(gym_id: str):
+    from behave.data.behavior_policies import cached_behavior_policies
+
+    return cached_behavior_policies(gym_id)  # trains on first use; then read from the cache
+
+
+def _mujoco(gym_id: str) -> EnvSpec:
+    """A MuJoCo env whose behavior policies are checkpoints of one TD3 run (D4RL's recipe)."""
+    return EnvSpec(
+        gym_id=gym_id,
+        requirement="gymnasium[mujoco]",
+        controllers={
+            "expert": lambda env: _trained(gym_id).actor("expert"),
+            "medium": lambda env: _trained(gym_id).actor("medium"),
+        },
+        # TD3's own exploration noise, N(0, 0.1) (the action range is [-1, 1]: unit = 1)
+        expert=Behavior("expert", noise_std=0.1),
+        medium=Behavior("medium", noise_std=0.1),
+        reference_episodes=25,  # up to 1000 steps each
+        replay_buffer=lambda: _trained(gym_id).replay_buffer(),
+        policy_info=lambda: _trained(gym_id).describe(),
+    )
+
+
 ENVS: dict[str, EnvSpec] = {
     "lunarlander": EnvSpec(
         gym_id="LunarLander-v3",
@@ -138,6 +179,9 @@ ENVS: dict[str, EnvSpec] = {
         # (0.4, 0.3) -> 48; (0.45, 0.3) -> return ≈ 0 ± 45, score ≈ 44 over 60k transitions.
         medium=Behavior("heuristic", epsilon=0.45, noise_std=0.3),
     ),
+    "hopper": _mujoco("Hopper-v5"),
+    "halfcheetah": _mujoco("HalfCheetah-v5"),
+    "walker2d": _mujoco("Walker2d-v5"),
 }
 
 
@@ -306,6 +350,38 @@ def _collect(env, spec, buf, *, seed, part, budget, behavior_at, first_episode, 
     return episodes
 
 
+def _copy_recorded(recorded, buf, *, budget, first_episode, bar):
+    """Fill ``budget`` rows of ``buf`` from a recorded buffer (its first rows, in order).
+
+    Episodes are split at the recorded ``terminals | timeouts``; the episode the budget cuts
+    ends with ``timeout``, as in :func:`_collect`. Returns per-episode records.
+    """
+    start, n = buf.size, budget
+    end = start + n
+    terminal = recorded["terminals"][:n].astype(bool)
+    timeout = recorded["timeouts"][:n].astype(bool)
+    done = terminal | timeout
+    timeout[-1] |= not done[-1]  # the cut
+    ends = np.flatnonzero(terminal | timeout)
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts + 1
+    buf.episode[start:end] = first_episode + np.repeat(np.arange(len(starts)), lengths)
+    buf.step[start:end] = np.arange(n) - np.repeat(starts, lengths)
+    buf.observation[start:end] = recorded["observations"][:n]
+    buf.action[start:end] = recorded["actions"][:n]
+    buf.reward[start:end] = recorded["rewards"][:n]
+    buf.next_observation[start:end] = recorded["next_observations"][:n]
+    buf.terminal[start:end] = terminal
+    buf.timeout[start:end] = timeout
+    buf.size = end
+    bar.update(n)
+    rewards = recorded["rewards"][:n].astype(np.float64)
+    return [
+        {"return": float(rewards[a : b + 1].sum()), "length": int(b - a + 1), "complete": bool(d)}
+        for a, b, d in zip(starts, ends, done[ends], strict=True)
+    ]
+
+
 def _validate(env, quality, num_transitions, seed) -> None:
     _check_name(env, ENVS, "env")
     _check_name(quality, QUALITIES, "quality")
@@ -347,10 +423,27 @@ def generate_offline_rl(
     Columns: episode (Int32), step (Int32), observation (Array Float32, obs_dim), action (Array
     Float32, act_dim), reward (Float32), terminal (Boolean), timeout (Boolean), next_observation
     (Array Float32, obs_dim); sorted by (episode, step). Same arguments -> identical file.
+    ``num_transitions`` rows, except a buffer-backed ``medium-replay`` (MuJoCo), which holds at
+    most the training run's buffer up to the medium checkpoint. MuJoCo envs train their behavior
+    policies on first use (cached; see :mod:`behave.data.behavior_policies`).
     """
     _validate(env, quality, num_transitions, seed)
     spec, gym_env = _make_env(env)
     references = _reference(env)
+    recorded = None
+    rows = num_transitions
+    if quality == "medium-replay" and spec.replay_buffer is not None:
+        recorded = spec.replay_buffer()
+        available = len(recorded["rewards"])
+        rows = min(num_transitions, available)
+        if rows < num_transitions:
+            log.warning(
+                "%s medium-replay: the replay buffer up to the medium checkpoint holds %d "
+                "transitions; writing all of them (%d were asked for)",
+                env,
+                available,
+                num_transitions,
+            )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -358,37 +451,46 @@ def generate_offline_rl(
     act_dim = int(np.prod(gym_env.action_space.shape))
     action_low = gym_env.action_space.low.tolist()
     action_high = gym_env.action_space.high.tolist()
-    buf = _Buffer(num_transitions, obs_dim, act_dim)
+    buf = _Buffer(rows, obs_dim, act_dim)
     parts, episodes = [], []
-    with tqdm(
-        total=num_transitions, unit="step", unit_scale=True, disable=not progress, desc=quality
-    ) as bar:
-        for part, (name, budget, behavior_at) in enumerate(_plan(spec, quality, num_transitions)):
+    with tqdm(total=rows, unit="step", unit_scale=True, disable=not progress, desc=quality) as bar:
+        for part, (name, budget, behavior_at) in enumerate(_plan(spec, quality, rows)):
             first = len(episodes)
-            got = _collect(
-                gym_env,
-                spec,
-                buf,
-                seed=seed,
-                part=part,
-                budget=budget,
-                behavior_at=behavior_at,
-                first_episode=first,
-                bar=bar,
-            )
+            if recorded is not None:
+                got = _copy_recorded(recorded, buf, budget=budget, first_episode=first, bar=bar)
+                settings = {
+                    "source": "replay buffer of the behavior policy's training run",
+                    "buffer_rows": len(recorded["rewards"]),
+                    "requested": num_transitions,
+                }
+            else:
+                got = _collect(
+                    gym_env,
+                    spec,
+                    buf,
+                    seed=seed,
+                    part=part,
+                    budget=budget,
+                    behavior_at=behavior_at,
+                    first_episode=first,
+                    bar=bar,
+                )
+                settings = (
+                    asdict(behavior_at(0.0))
+                    if name != "medium-replay"
+                    else {"from": asdict(spec.replay(0.0)), "to": asdict(spec.replay(1.0))}
+                )
             episodes += got
             parts.append(
                 {
                     "behavior": name,
                     "transitions": budget,
                     "episodes": [first, len(episodes) - 1],
-                    "settings": asdict(behavior_at(0.0))
-                    if name != "medium-replay"
-                    else {"from": asdict(spec.replay(0.0)), "to": asdict(spec.replay(1.0))},
+                    "settings": settings,
                 }
             )
     gym_env.close()
-    assert buf.size == num_transitions
+    assert buf.size == rows
 
     frame = pl.DataFrame(
         {
@@ -442,6 +544,8 @@ def generate_offline_rl(
             "parts": parts,
         },
     }
+    if spec.policy_info is not None:  # trained behavior policies: which checkpoint made what
+        extra["behavior_policies"] = spec.policy_info()
     return write_manifest(
         out_dir,
         kind=KIND,

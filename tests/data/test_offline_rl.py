@@ -223,7 +223,7 @@ def test_bad_files_raise_data_error(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="choose one of: lunarlander"):
-        generate_offline_rl(tmp_path, env="hopper")
+        generate_offline_rl(tmp_path, env="ant")
     with pytest.raises(ValueError, match="choose one of: " + ", ".join(QUALITIES)):
         generate_offline_rl(tmp_path, quality="great")
     with pytest.raises(ValueError, match="num_transitions"):
