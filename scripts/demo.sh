@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README command (1): set up, generate data, train BehaveGPT, register and review it in MLflow,
-# serve it with BentoML, send example requests, print where to look, stop cleanly.
+# README command (1): set up, generate data, train BehaveGPT and Decision Mamba, register and
+# review them in MLflow, serve both with BentoML, send example requests (including LunarLander
+# episodes flown through POST /act), print where to look, stop cleanly.
 #   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
 #   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
 #   BEHAVE_KEEP_SERVING  set to 1 to leave the service running at the end
@@ -25,6 +26,19 @@ behave fit --config pipelines/behavegpt.yaml --trainer.enable_model_summary fals
 
 step "reviewing the new version (@challenger) against @champion on the fixed test split"
 behave promote behavegpt
+
+step "recording 100k LunarLander transitions from a noisy scripted lander (D4RL 'medium')"
+behave data generate offline-rl --out data/offline-rl/lunarlander-medium --env lunarlander \
+  --quality medium --num-transitions 100000 --no-progress
+
+# A short run of the real pipeline (the full one: 3-4 epochs of 250 steps, see README).
+step "training Decision Mamba on it (2 short epochs, rollouts in the simulator after each)"
+behave fit --config pipelines/decision-mamba-lunarlander-medium.yaml \
+  --trainer.max_epochs 2 --data.windows_per_epoch 3200 --model.eval_episodes 5 \
+  --trainer.enable_model_summary false
+
+step "reviewing the new Decision Mamba version: both versions fly the same 10 fixed-seed episodes"
+behave promote decision_mamba
 
 step "starting the service on ${url}"
 log=$(mktemp -t behave-serve.XXXX.log)
@@ -74,11 +88,27 @@ step "a bad request: an unknown behavior is a 400 naming the field"
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/next_behavior" -H 'content-type: application/json' \
   -d '{"requests": [{"history": [{"behavior": "no.such.behavior"}]}]}'
 
+step "GET /policy (the served Decision Mamba: sizes, bounds, default target return)"
+curl -fsS "$url/policy" | show 20
+
+step "flying 2 LunarLander episodes through POST /act sessions (one HTTP call per action)"
+python scripts/lander_client.py --url "$url" --episodes 2
+
+step "POST /act stateless: the action after a 2-step history"
+curl -sS -X POST "$url/act" -H 'content-type: application/json' -d '{
+  "observations": [[0.0, 1.4, 0.0, -0.2, 0.0, 0.0, 0.0, 0.0], [0.0, 1.39, 0.0, -0.25, 0.0, 0.0, 0.0, 0.0]],
+  "returns_to_go": [250.0, 249.2], "actions": [[0.1, 0.0]]}' | show
+
+step "a bad request: a 3-number observation for an 8-number state is a 400 naming the field"
+curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/act" -H 'content-type: application/json' \
+  -d '{"observation": [0.0, 1.4, 0.0]}'
+
 step "done in $(( $(date +%s) - started )) s. Where to look:"
 cat <<EOF
   service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
   MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
-                 then open http://127.0.0.1:5000 (experiment "behavegpt"; model "behave.behavegpt")
+                 then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba";
+                 models "behave.behavegpt", "behave.decision_mamba")
   serve again    . .venv/bin/activate && behave serve
 EOF
 if [ "${BEHAVE_KEEP_SERVING:-0}" = "1" ]; then

@@ -475,6 +475,9 @@ class PolicyResponse(BaseModel):
     )
     env: str | None = None
     env_id: str | None = Field(None, description="the simulator the policy was trained for")
+    env_kwargs: dict = Field(
+        default_factory=dict, description="gymnasium.make keyword arguments, e.g. continuous"
+    )
     max_history_steps: int = Field(description="longest stateless history accepted")
     sessions: SessionsInfo
     batching: BatchingInfo

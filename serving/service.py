@@ -432,6 +432,7 @@ class BehaveService:
             reference_returns=meta.get("reference_returns"),
             env=meta.get("env"),
             env_id=meta.get("env_id"),
+            env_kwargs=meta.get("env_kwargs") or {},
             max_history_steps=MAX_ACT_HISTORY_STEPS,
             sessions=SessionsInfo(
                 live=sessions.live, max_sessions=sessions.max_sessions, ttl_s=sessions.ttl_s
