@@ -28,6 +28,16 @@ def dm(tmp_path_factory):
     return dm
 
 
+@pytest.fixture(scope="module")
+def expert_dm(tmp_path_factory):
+    """Expert data: actions are (almost) a function of the state, so imitation can fit them."""
+    out = tmp_path_factory.mktemp("rl") / "lunarlander-expert"
+    generate_offline_rl(out, quality="expert", num_transitions=3000, seed=2, progress=False)
+    dm = OfflineRLDataModule(str(out), context_length=8, batch_size=16, windows_per_epoch=320)
+    dm.setup("fit")
+    return dm
+
+
 def _trainer(epochs: int, **kw) -> L.Trainer:
     return L.Trainer(
         max_epochs=epochs,
@@ -54,7 +64,8 @@ class AlphaSpy(L.Callback):
 @pytest.mark.parametrize(
     "architecture", ["decision_mamba", "decision_transformer", "behavior_cloning"]
 )
-def test_action_loss_goes_down(dm, architecture):
+def test_action_loss_goes_down(expert_dm, architecture):
+    dm = expert_dm
     torch.manual_seed(0)
     task = OfflineRLTask(
         dm.data_info,
@@ -69,7 +80,7 @@ def test_action_loss_goes_down(dm, architecture):
     before = trainer.validate(task, datamodule=dm, verbose=False)[0]["val/action_mse"]
     trainer.fit(task, datamodule=dm)
     after = trainer.callback_metrics["val/action_mse"].item()
-    assert after < 0.9 * before  # a clear drop within 40 steps
+    assert after < 0.7 * before  # a clear drop within 40 steps
 
 
 def test_self_evolution_mixes_in_the_previous_epoch_prediction(dm):
