@@ -7,9 +7,9 @@
 Scores: every (dataset, variant, seed) is trained by the same pipeline the README uses
 (``behave fit --config pipelines/decision-mamba-lunarlander-medium.yaml`` with the overrides
 below), in its own working directory, logged to a benchmark MLflow store
-(``benchmarks/.mlflow``). A run's score is its ``final/normalized_score``: the checkpoint with
-the best validation rollout score, rolled out again on *fresh* reset seeds (``eval_seed + 1``),
-D4RL units (random = 0, expert = 100). The table shows mean ± std over training seeds.
+(``benchmarks/.mlflow``). A run's score: the checkpoint it registered (best validation
+rollout score over 10 episodes) flown for ``--final-episodes`` (50) more episodes on reset seeds
+that neither training nor checkpoint selection saw, the same seeds for every run; D4RL units (random = 0, expert = 100). The table shows mean ± std over training seeds.
 
     dm        Decision Mamba, self-evolution on (the pipeline's defaults)
     dm-no-se  Decision Mamba, self-evolution off (the ablation)
@@ -47,6 +47,8 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pipelines" / "decision-mamba-lunarlander-medium.yaml"
+FINAL_SEED = 99  # rollout seeds of the table's scores: never used in training or selection
+ARGS = argparse.Namespace(final_episodes=50)
 VARIANTS = {
     "dm": [],
     "dm-no-se": ["--model.self_evolution", "false"],
@@ -103,18 +105,37 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
 
 
 def collect(run_id: str, dataset: Path, variant: str, seed: int, seconds, store: Path) -> dict:
+    """A finished run's row: its registered policy rolled out on ``--final-episodes`` fresh
+    episodes (reset seeds no run has seen; the same for every run)."""
     import mlflow
+    from behave.inference.offline_rl import load_policy
+    from behave.rollouts import evaluate_policy
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
     metrics = run.data.metrics
     seconds = seconds or (run.info.end_time - run.info.start_time) / 1000
+    bundle = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="model/artifacts/bundle", tracking_uri=uri
+    )
+    policy = load_policy(Path(bundle))
+    result = evaluate_policy(
+        policy,
+        policy.meta["env"],
+        policy.meta["reference_returns"],
+        target_return=policy.meta["target_return"],
+        episodes=ARGS.final_episodes,
+        seed=FINAL_SEED,
+    )
     row = {
         "dataset": dataset.name,
         "variant": variant,
         "seed": seed,
-        "score": metrics["final/normalized_score"],
-        "return": metrics["final/return_mean"],
+        "score": float(result.scores.mean()),
+        "score_episode_std": float(result.scores.std()),
+        "return": float(result.returns.mean()),
+        "run_final_score_10_episodes": metrics["final/normalized_score"],
         "best_val_score": max(
             m.value for m in client.get_metric_history(run_id, "val/normalized_score")
         ),
@@ -257,7 +278,8 @@ def main() -> None:
     p.add_argument("--transitions", type=int, default=100_000, help="per generated dataset")
     p.add_argument("--max-epochs", type=int, default=4)
     p.add_argument("--windows-per-epoch", type=int, default=8000)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--eval-episodes", type=int, default=10, help="per validation rollout")
+    p.add_argument("--final-episodes", type=int, default=50, help="per run, for the table")
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--contexts", type=int, nargs="+", default=[20, 100, 1000])
     p.add_argument("--latency-repeats", type=int, default=50)
@@ -266,6 +288,7 @@ def main() -> None:
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--out", default="benchmarks/results/decision_mamba.json")
     args = p.parse_args()
+    ARGS.final_episodes = args.final_episodes
 
     result = {
         "machine": {
