@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -319,15 +320,10 @@ class OfflineRLTask(L.LightningModule):
 
         episode = datamodule.episodes("val")[0]
         T = min(3, len(episode["rewards"]))
+        rewards_before = np.r_[0.0, episode["rewards"][: T - 1].cumsum()]  # (T,)
         frame = pd.DataFrame(
             {
-                "returns_to_go": [
-                    (
-                        self.target_return
-                        - episode["rewards"][:T].cumsum()
-                        + episode["rewards"][:T]
-                    ).tolist()
-                ],
+                "returns_to_go": [(self.target_return - rewards_before).tolist()],
                 "observations": [episode["observations"][:T].tolist()],
                 "actions": [episode["actions"][: T - 1].tolist()],
             }
