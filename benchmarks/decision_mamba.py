@@ -76,7 +76,18 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
     log = workdir / "log.txt"
     done = re.search(r"from run ([0-9a-f]{32})", log.read_text()) if log.is_file() else None
     if args.resume and done:
-        return collect(done.group(1), dataset, variant, seed, None, store)
+        cached = workdir / f"final-{ARGS.final_episodes}.json"
+        if cached.is_file():
+            row = json.loads(cached.read_text())
+            print(
+                f"  {dataset.name:28s} {variant:9s} seed {seed}: score {row['score']:6.1f} (cached)"
+            )
+            return row
+        row = collect(done.group(1), dataset, variant, seed, None, store)
+        cached.write_text(json.dumps(row))
+        return row
+    if args.collect_only:
+        return None
     cmd = [
         sys.executable, "-m", "behave.cli", "fit", "--config", str(PIPELINE),
         "--data.data_dir", str(dataset), "--seed_everything", str(seed),
@@ -101,7 +112,9 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
     if proc.returncode != 0 or not match:  # reported, and left out of the table
         print(f"  {dataset.name:28s} {variant:9s} seed {seed}: FAILED, see {log}")
         return None
-    return collect(match.group(1), dataset, variant, seed, seconds, store)
+    row = collect(match.group(1), dataset, variant, seed, seconds, store)
+    (workdir / f"final-{ARGS.final_episodes}.json").write_text(json.dumps(row))
+    return row
 
 
 def collect(run_id: str, dataset: Path, variant: str, seed: int, seconds, store: Path) -> dict:
@@ -284,6 +297,9 @@ def main() -> None:
     p.add_argument("--contexts", type=int, nargs="+", default=[20, 100, 1000])
     p.add_argument("--latency-repeats", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="reuse runs that finished before")
+    p.add_argument(
+        "--collect-only", action="store_true", help="with --resume: tabulate finished runs only"
+    )
     p.add_argument("--skip-scores", action="store_true")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--out", default="benchmarks/results/decision_mamba.json")
