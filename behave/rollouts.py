@@ -11,6 +11,8 @@ returns' seeds, so a policy is never scored on the start states it was trained o
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,10 @@ from behave.inference.offline_rl import Policy
 __all__ = ["RolloutResult", "evaluate_policy", "make_env"]
 
 EVAL_SEED = 2_000_000
+log = logging.getLogger(__name__)
+# MuJoCo picks its OpenGL backend when it is first imported; headless machines (servers, CI)
+# have no X display, and EGL renders without one. Frames are skipped if it is missing too.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @dataclass
@@ -72,6 +78,21 @@ def evaluate_policy(
         obs = np.stack(
             [e.reset(seed=EVAL_SEED + 1000 * seed + i)[0] for i, e in enumerate(envs)]
         ).astype(np.float32)
+        if num_frames:
+            try:
+                envs[0].render()
+            except Exception as err:  # e.g. MuJoCo without an OpenGL backend on a headless box
+                log.warning(
+                    "no rollout frames: %s cannot render here (%s: %s); for MuJoCo set "
+                    "MUJOCO_GL=egl or osmesa",
+                    env,
+                    type(err).__name__,
+                    str(err).splitlines()[0][:120],
+                )
+                envs[0].close()
+                envs[0] = make_env(env)
+                envs[0].reset(seed=EVAL_SEED + 1000 * seed)
+                num_frames = 0
         running = policy.start(episodes, target_return)
         done = np.zeros(episodes, bool)
         rewards: list[list[float]] = [[] for _ in range(episodes)]
