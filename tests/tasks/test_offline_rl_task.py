@@ -141,3 +141,25 @@ def test_recurrent_and_window_rollouts_agree_within_the_context(dm):
         for mode in ("recurrent", "window")
     ]
     assert np.allclose(runs[0].returns, runs[1].returns, atol=1e-3)
+
+
+def test_rollouts_survive_a_renderer_that_fails(dm, monkeypatch, caplog):
+    import behave.rollouts as rollouts
+
+    real = rollouts.make_env
+
+    def no_opengl(env, render=False):
+        e = real(env)
+        if render:
+
+            def fail():
+                raise RuntimeError("an OpenGL platform library has not been loaded")
+
+            e.render = fail
+        return e
+
+    monkeypatch.setattr(rollouts, "make_env", no_opengl)
+    task = OfflineRLTask(dm.data_info, context_length=8, **TINY, eval_max_steps=10)
+    result = task.rollouts(episodes=2, seed=0, num_frames=2)
+    assert result.frames == [] and result.returns.shape == (2,)
+    assert "no rollout frames" in caplog.text
