@@ -97,7 +97,6 @@ ADAPTIVE_BATCHING = MAX_BATCH_SIZE > 1  # BentoML requires max_batch_size > 1 wh
 
 POLICY_FAMILY = "decision_mamba"
 POLICY_BUNDLE_ENV = "BEHAVE_DECISION_MAMBA_BUNDLE"
-POLICY_PIPELINE = "pipelines/decision-mamba-lunarlander-medium.yaml"
 # POST /act sessions, read at start-up: idle lifetime, how many at once, batching of their steps
 SESSION_ENV = {
     "ttl_s": ("BEHAVE_SESSION_TTL_S", 600.0),
@@ -186,11 +185,8 @@ class BehaveService:
             name = tracking.registered_name(POLICY_FAMILY)
             try:
                 version = tracking.get_version(POLICY_FAMILY, ALIAS)
-            except LookupError:
-                self.policy_unavailable = (
-                    f"no model {name}@{ALIAS} in {tracking.tracking_uri()}: train one with "
-                    f"`behave fit --config {POLICY_PIPELINE}`"
-                )
+            except LookupError as err:  # its message names the pipeline that trains one
+                self.policy_unavailable = str(err)
                 log.warning("Decision Mamba routes answer 503: %s", self.policy_unavailable)
                 return
             self.policy_version = str(version.version)
