@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
 import lightning as L
@@ -42,6 +41,7 @@ from behave.inference.offline_rl import (
     build_model,
     save_bundle,
 )
+from behave.tasks.optim import adamw_warmup_cosine
 
 __all__ = ["OfflineRLTask"]
 
@@ -230,29 +230,14 @@ class OfflineRLTask(L.LightningModule):
 
     # ---- optimization ------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.learning_rate,
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self.model,
+            hp.learning_rate,
+            hp.weight_decay,
+            hp.warmup_steps,
+            self.trainer.estimated_stepping_batches,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(self.hparams.warmup_steps, total // 2)
-
-        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10%
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     # ---- export and reports (used by behave.tasks.callbacks.RegisterModel) -------------------
     def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
