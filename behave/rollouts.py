@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from behave.data.offline_rl import ENVS, normalized_score
+from behave.data.offline_rl import _make_env, normalized_score
 from behave.inference.offline_rl import Policy
 
 __all__ = ["RolloutResult", "evaluate_policy", "make_env"]
@@ -50,15 +50,7 @@ class RolloutResult:
 
 def make_env(env: str, render: bool = False):
     """The gymnasium env of a registered offline-rl env name (``lunarlander``, ...)."""
-    import gymnasium
-
-    if env not in ENVS:
-        raise ValueError(f"unknown env {env!r}; choose one of {', '.join(ENVS)}")
-    spec = ENVS[env]
-    kwargs = dict(spec.make_kwargs)
-    if render:
-        kwargs["render_mode"] = "rgb_array"
-    return gymnasium.make(spec.gym_id, **kwargs)
+    return _make_env(env, **({"render_mode": "rgb_array"} if render else {}))[1]
 
 
 def evaluate_policy(

@@ -194,8 +194,9 @@ def _check_name(value: Any, choices, what: str) -> str:
     return value
 
 
-def _make_env(name: str):
-    """Build the gymnasium env for ``ENVS[name]``; say what to install when it is missing."""
+def _make_env(name: str, **make_kwargs):
+    """Build the gymnasium env for ``ENVS[name]`` (``make_kwargs`` added to the spec's, e.g.
+    ``render_mode``); say what to install when it is missing."""
     spec = ENVS[_check_name(name, ENVS, "env")]
     hint = f'pip install "{spec.requirement}"'
     try:
@@ -204,7 +205,7 @@ def _make_env(name: str):
     except ImportError as err:
         raise ImportError(f"offline-rl env {name!r} needs gymnasium: {hint}") from err
     try:
-        return spec, gymnasium.make(spec.gym_id, **spec.make_kwargs)
+        return spec, gymnasium.make(spec.gym_id, **spec.make_kwargs, **make_kwargs)
     except (ImportError, DependencyNotInstalled) as err:
         raise ImportError(f"offline-rl env {name!r} ({spec.gym_id}) needs {hint} ({err})") from err
 

@@ -85,7 +85,7 @@ class Normalization:
         self._high = torch.tensor(self.action_high, dtype=torch.float32)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items()}
+        return asdict(self)
 
     def states(self, obs: Tensor) -> Tensor:
         return (obs - self._mean.to(obs.device)) / self._std.to(obs.device)

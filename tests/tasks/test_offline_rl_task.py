@@ -19,23 +19,23 @@ from behave.tasks.decision_mamba import OfflineRLTask  # noqa: E402
 TINY = {"d_model": 16, "num_layers": 1, "d_state": 4, "dropout": 0.0}
 
 
-@pytest.fixture(scope="module")
-def dm(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rl") / "lunarlander-medium"
-    generate_offline_rl(out, quality="medium", num_transitions=3000, seed=2, progress=False)
+def _lunarlander(tmp_path_factory, quality: str) -> OfflineRLDataModule:
+    out = tmp_path_factory.mktemp("rl") / f"lunarlander-{quality}"
+    generate_offline_rl(out, quality=quality, num_transitions=3000, seed=2, progress=False)
     dm = OfflineRLDataModule(str(out), context_length=8, batch_size=16, windows_per_epoch=320)
     dm.setup("fit")
     return dm
+
+
+@pytest.fixture(scope="module")
+def dm(tmp_path_factory):
+    return _lunarlander(tmp_path_factory, "medium")
 
 
 @pytest.fixture(scope="module")
 def expert_dm(tmp_path_factory):
     """Expert data: actions are (almost) a function of the state, so imitation can fit them."""
-    out = tmp_path_factory.mktemp("rl") / "lunarlander-expert"
-    generate_offline_rl(out, quality="expert", num_transitions=3000, seed=2, progress=False)
-    dm = OfflineRLDataModule(str(out), context_length=8, batch_size=16, windows_per_epoch=320)
-    dm.setup("fit")
-    return dm
+    return _lunarlander(tmp_path_factory, "expert")
 
 
 def _trainer(epochs: int, **kw) -> L.Trainer:
