@@ -19,4 +19,8 @@ def load_predictor(bundle_dir: Path, device: str = "cpu"):
         from behave.inference.offline_rl import load_policy
 
         return load_policy(bundle_dir, device)
+    if family == "graph_lstm":
+        from behave.inference.graph_lstm import load_forecaster
+
+        return load_forecaster(bundle_dir, device)
     raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")
