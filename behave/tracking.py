@@ -206,6 +206,7 @@ def _find_alias(c, name: str, alias: str):
 PIPELINES = {
     "behavegpt": "pipelines/behavegpt.yaml",
     "decision_mamba": "pipelines/decision-mamba-lunarlander-medium.yaml",
+    "graph_lstm": "pipelines/graph-lstm.yaml",
 }
 
 

@@ -1,12 +1,12 @@
 """The behave HTTP service: each family's ``@champion`` behind BentoML 1.4.
 
 Start it from the repository root with ``bentoml serve serving.service:BehaveService`` (what
-``behave serve`` runs). At start-up it loads ``behave.behavegpt@champion`` and
-``behave.decision_mamba@champion`` from the MLflow registry (``MLFLOW_TRACKING_URI``, default
-``./mlflow/mlflow.db``) — or local bundle folders named by ``BEHAVE_BEHAVEGPT_BUNDLE`` /
-``BEHAVE_DECISION_MAMBA_BUNDLE`` — on CUDA when available. The families are independent: one
-without a champion answers 503 on its routes, saying how to train one, while the other works;
-the health routes stay up.
+``behave serve`` runs). At start-up it loads ``behave.behavegpt@champion``,
+``behave.decision_mamba@champion`` and ``behave.graph_lstm@champion`` from the MLflow registry
+(``MLFLOW_TRACKING_URI``, default ``./mlflow/mlflow.db``) — or local bundle folders named by
+``BEHAVE_BEHAVEGPT_BUNDLE`` / ``BEHAVE_DECISION_MAMBA_BUNDLE`` / ``BEHAVE_GRAPH_LSTM_BUNDLE`` —
+on CUDA when available. The families are independent: one without a champion answers 503 on its
+routes, saying how to train one, while the others work; the health routes stay up.
 
 Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
 
@@ -36,6 +36,11 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
 - ``DELETE /act/{episode_id}`` -> 204; ends a session (404 if it is not live).
 - ``GET /policy`` -> what the policy expects (state_dim, act_dim, action bounds, default target
   return), live sessions and batching counters.
+- ``POST /trajectory/forecast`` ``{"scenes": [{"agents": [{"agent_id", "track": [[x, y], ...]}]}]}``
+  -> per scene, each agent's predicted positions (metres, at the model's rate), their 2-D normal
+  uncertainty and its behavior with probabilities (Graph-LSTM, ``behave.graph_lstm@champion``
+  or ``BEHAVE_GRAPH_LSTM_BUNDLE``). Adaptive batching across scenes of concurrent calls.
+- ``GET /trajectory/model`` -> track length, frame rate, horizon and behaviors it expects.
 - ``/livez``, ``/readyz``, ``/metrics`` from BentoML (plus ``behave_act_batch_size``).
 
 Bad input is rejected while BentoML parses the request (see :mod:`serving.schemas`): HTTP 400
@@ -60,7 +65,7 @@ from fastapi import FastAPI
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from serving import schemas
+from serving import schemas, trajectory_schemas
 from serving.schemas import (
     MAX_ACT_HISTORY_STEPS,
     MAX_GENERATE_STEPS,
@@ -82,6 +87,13 @@ from serving.schemas import (
     SessionsInfo,
 )
 from serving.sessions import SessionError, SessionStore
+from serving.trajectory_schemas import (
+    MAX_SCENES_PER_CALL,
+    ForecasterInfo,
+    ForecastInput,
+    Scene,
+    SceneForecast,
+)
 
 __all__ = ["BehaveService"]
 
@@ -95,6 +107,8 @@ BUNDLE_ENV = "BEHAVE_BEHAVEGPT_BUNDLE"
 MAX_BATCH_SIZE = int(os.environ.get("BEHAVE_MAX_BATCH_SIZE", MAX_REQUESTS_PER_CALL))
 ADAPTIVE_BATCHING = MAX_BATCH_SIZE > 1  # BentoML requires max_batch_size > 1 when batching
 
+FORECAST_FAMILY = "graph_lstm"
+FORECAST_BUNDLE_ENV = "BEHAVE_GRAPH_LSTM_BUNDLE"
 POLICY_FAMILY = "decision_mamba"
 POLICY_BUNDLE_ENV = "BEHAVE_DECISION_MAMBA_BUNDLE"
 # POST /act sessions, read at start-up: idle lifetime, how many at once, batching of their steps
@@ -133,29 +147,18 @@ class BehaveService:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self._load_behavegpt(device)
         self._load_policy(device)
+        self._load_forecaster(device)
 
     def _load_behavegpt(self, device: str) -> None:
         self.predictor = None
         self.model_version = ""
         self.unavailable: str | None = None
-        bundle = os.environ.get(BUNDLE_ENV)
-        if bundle:
-            source, self.model_version, path = f"local bundle {bundle}", "local", bundle
-        else:
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # log noise
-            from behave import tracking
-
-            try:
-                version = tracking.get_version(FAMILY, ALIAS)
-            except LookupError as err:
-                self.unavailable = str(err)
-                log.warning("BehaveGPT routes answer 503: %s", err)
-                return
-            name = tracking.registered_name(FAMILY)
-            self.model_version = str(version.version)
-            source = f"{name}@{ALIAS} (version {version.version})"
-            # pin the version read above, in case the alias moves while we download
-            path = tracking.resolve_model_dir(f"models:/{name}/{version.version}")
+        try:
+            path, self.model_version, source = _champion(FAMILY, BUNDLE_ENV)
+        except LookupError as err:  # its message names the pipeline that trains one
+            self.unavailable = str(err)
+            log.warning("BehaveGPT routes answer 503: %s", err)
+            return
         from behave.inference.behavegpt import BehaveGPTPredictor
 
         self.predictor = BehaveGPTPredictor.from_dir(path, device)
@@ -175,23 +178,12 @@ class BehaveService:
         self.policy_version = ""
         self.policy_unavailable: str | None = None
         schemas.use_policy(None)
-        bundle = os.environ.get(POLICY_BUNDLE_ENV)
-        if bundle:
-            source, self.policy_version, path = f"local bundle {bundle}", "local", bundle
-        else:
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            from behave import tracking
-
-            name = tracking.registered_name(POLICY_FAMILY)
-            try:
-                version = tracking.get_version(POLICY_FAMILY, ALIAS)
-            except LookupError as err:  # its message names the pipeline that trains one
-                self.policy_unavailable = str(err)
-                log.warning("Decision Mamba routes answer 503: %s", self.policy_unavailable)
-                return
-            self.policy_version = str(version.version)
-            source = f"{name}@{ALIAS} (version {version.version})"
-            path = tracking.resolve_model_dir(f"models:/{name}/{version.version}")
+        try:
+            path, self.policy_version, source = _champion(POLICY_FAMILY, POLICY_BUNDLE_ENV)
+        except LookupError as err:
+            self.policy_unavailable = str(err)
+            log.warning("Decision Mamba routes answer 503: %s", self.policy_unavailable)
+            return
         from behave.inference.offline_rl import load_policy
 
         policy = load_policy(path, device)
@@ -219,6 +211,34 @@ class BehaveService:
             self.sessions.ttl_s,
             self.sessions.max_sessions,
             self.sessions.max_batch_size,
+        )
+
+    def _load_forecaster(self, device: str) -> None:
+        """``behave.graph_lstm@champion`` (or a local bundle)."""
+        self.forecaster = None
+        self.forecaster_version = ""
+        self.forecaster_unavailable: str | None = None
+        trajectory_schemas.use_forecaster(None)
+        try:
+            path, self.forecaster_version, source = _champion(FORECAST_FAMILY, FORECAST_BUNDLE_ENV)
+        except LookupError as err:
+            self.forecaster_unavailable = str(err)
+            log.warning("Graph-LSTM routes answer 503: %s", self.forecaster_unavailable)
+            return
+        from behave.inference.graph_lstm import load_forecaster
+
+        forecaster = load_forecaster(path, device)
+        c = forecaster.config
+        trajectory_schemas.use_forecaster(c.observe_steps, c.hz)
+        self.forecaster = forecaster
+        log.info(
+            "Graph-LSTM %s on %s: observes %d, predicts %d frames at %g Hz, graph stream %s",
+            source,
+            device,
+            c.observe_steps,
+            c.predict_steps,
+            c.hz,
+            "on" if c.graph_stream else "off",
         )
 
     @bentoml.on_shutdown
@@ -441,7 +461,56 @@ class BehaveService:
             model_version=self.policy_version,
         )
 
+    @bentoml.api(
+        route="/trajectory/forecast",
+        batchable=True,
+        input_spec=ForecastInput,  # {"scenes": [...]}
+        max_batch_size=MAX_SCENES_PER_CALL,
+        max_latency_ms=10_000,
+    )
+    def forecast_trajectories(self, scenes: list[Scene]) -> list[SceneForecast]:
+        """Each agent's future positions (with uncertainty) and behavior, for each scene.
+
+        A scene lists every agent's observed track (metres, oldest first, at the model's rate;
+        see ``GET /trajectory/model``). Concurrent calls are batched into one forward pass.
+        """
+        forecaster = self._require_forecaster()
+        results = forecaster.forecast(
+            [[{"agent_id": a.agent_id, "track": a.track} for a in scene.agents] for scene in scenes]
+        )
+        return [
+            SceneForecast(agents=agents, model_version=self.forecaster_version)
+            for agents in results
+        ]
+
+    @http_routes.get(
+        "/trajectory/model",
+        response_model=ForecasterInfo,
+        responses={503: {"model": ErrorResponse, "description": "no forecaster loaded"}},
+        summary="What POST /trajectory/forecast expects",
+    )
+    def forecaster_info(self):
+        """Track length, frame rate, horizon and behaviors of the loaded Graph-LSTM."""
+        if self.forecaster is None:
+            return _unavailable_response(self.forecaster_unavailable)
+        f = self.forecaster
+        return ForecasterInfo(
+            observe_steps=f.config.observe_steps,
+            predict_steps=f.config.predict_steps,
+            hz=f.config.hz,
+            behaviors=f.behaviors,
+            behavior_rule=f.meta.get("behavior_rule", {}),
+            model_version=self.forecaster_version,
+        )
+
     # ---- helpers -------------------------------------------------------------------------
+    def _require_forecaster(self):
+        if self.forecaster is None:  # normally answered earlier by _ModelRequired
+            raise bentoml.exceptions.ServiceUnavailable(
+                self.forecaster_unavailable or "no forecaster"
+            )
+        return self.forecaster
+
     def _require_policy(self) -> SessionStore:
         if self.sessions is None:  # normally answered earlier by _ModelRequired
             raise bentoml.exceptions.ServiceUnavailable(self.policy_unavailable or "no policy")
@@ -484,16 +553,35 @@ class _ModelRequired:
         await self.app(scope, receive, send)
 
 
-_POLICY_APIS = {"act"}  # the rest are BehaveGPT's
+# which service attributes hold each API's model and the reason it is missing
+_API_MODELS = {
+    "act": ("sessions", "policy_unavailable"),
+    "forecast_trajectories": ("forecaster", "forecaster_unavailable"),
+}
 BehaveService.add_asgi_middleware(
     _ModelRequired,
     paths={
-        method.route: ("sessions", "policy_unavailable")
-        if name in _POLICY_APIS
-        else ("predictor", "unavailable")
+        method.route: _API_MODELS.get(name, ("predictor", "unavailable"))  # else BehaveGPT's
         for name, method in BehaveService.apis.items()
     },
 )
+
+
+def _champion(family: str, bundle_env: str) -> tuple[str, str, str]:
+    """(bundle path, version label, description) of a family's model: the local bundle named
+    by ``bundle_env``, else ``behave.<family>@champion``; LookupError (saying how to train
+    one) when there is none."""
+    bundle = os.environ.get(bundle_env)
+    if bundle:
+        return bundle, "local", f"local bundle {bundle}"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # log noise
+    from behave import tracking
+
+    version = tracking.get_version(family, ALIAS)
+    name = tracking.registered_name(family)
+    # pin the version read above, in case the alias moves while we download
+    path = tracking.resolve_model_dir(f"models:/{name}/{version.version}")
+    return str(path), str(version.version), f"{name}@{ALIAS} (version {version.version})"
 
 
 def _unavailable_response(reason: str | None) -> JSONResponse:

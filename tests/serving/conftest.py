@@ -29,6 +29,7 @@ READY_TIMEOUT_S = 90
 # the tiny Decision Mamba's sizes and the act server's session settings (tests/serving/test_act.py)
 POLICY_STATE_DIM, POLICY_ACT_DIM = 4, 2
 POLICY_TARGET_RETURN = 50.0
+FORECAST_OBSERVE = 6  # positions the tiny Graph-LSTM observes (tests/serving/test_trajectory.py)
 ACT_SERVER_ENV = {
     "BEHAVE_SESSION_TTL_S": "3",
     "BEHAVE_MAX_SESSIONS": "16",
@@ -252,12 +253,39 @@ def policy_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def policy_registry(policy_bundle, tmp_path_factory) -> dict[str, str]:
-    """A temporary MLflow store whose behave.decision_mamba@champion is the tiny policy (and
-    that has no BehaveGPT)."""
+def forecaster_bundle(tmp_path_factory) -> Path:
+    """A random-init Graph-LSTM bundle: observes 6 positions, predicts 10, at 5 Hz."""
+    import torch
+
+    from behave.inference.graph_lstm import save_bundle
+    from behave.models.graph_lstm import GraphLSTM, GraphLSTMConfig
+
+    torch.manual_seed(0)
+    config = GraphLSTMConfig(
+        observe_steps=FORECAST_OBSERVE,
+        predict_steps=10,
+        hz=5.0,
+        hidden_size=8,
+        eigenvectors=2,
+        future_graphs=2,
+        dropout=0.0,
+    )
+    extra = {
+        "behaviors": ["overspeeding", "neutral", "underspeeding"],
+        "behavior_rule": {"radius_m": 20.0, "scale_m": 5.0, "threshold": 0.02},
+    }
+    out_dir = tmp_path_factory.mktemp("forecaster") / "bundle"
+    return save_bundle(GraphLSTM(config).eval(), out_dir, extra)
+
+
+@pytest.fixture(scope="session")
+def policy_registry(policy_bundle, forecaster_bundle, tmp_path_factory) -> dict[str, str]:
+    """A temporary MLflow store whose behave.decision_mamba@champion is the tiny policy and
+    behave.graph_lstm@champion the tiny forecaster (and that has no BehaveGPT)."""
     import pandas as pd
 
     from behave import tracking
+    from behave.inference.graph_lstm import load_forecaster
     from behave.inference.offline_rl import load_policy
 
     env = _store_env(tmp_path_factory.mktemp("policy-mlflow"))
@@ -277,13 +305,26 @@ def policy_registry(policy_bundle, tmp_path_factory) -> dict[str, str]:
         version = tracking.register_model(
             run.info.run_id, "decision_mamba", policy_bundle, frame, output
         )
+        # the Graph-LSTM shares this store (and its server): one bentoml start-up fewer in CI
+        forecaster = load_forecaster(forecaster_bundle)
+        scene = pd.DataFrame(
+            {
+                "scene": [0],
+                "agent_id": ["a"],
+                "track": [[[float(i), 0.0] for i in range(FORECAST_OBSERVE)]],
+            }
+        )
+        tracking.register_model(
+            run.info.run_id, "graph_lstm", forecaster_bundle, scene, forecaster.predict_frame(scene)
+        )
         tracking.client().set_terminated(run.info.run_id)
     return {**env, "EXPECTED_VERSION": str(version)}
 
 
 @pytest.fixture(scope="session")
 def act_server(launched_empty_server, policy_registry, tmp_path_factory) -> Iterator[Server]:
-    """The service on a store with only a Decision Mamba champion, short session TTL."""
+    """The service on a store with a Decision Mamba and a Graph-LSTM champion (no BehaveGPT),
+    short session TTL."""
     env = {k: v for k, v in policy_registry.items() if k != "EXPECTED_VERSION"}
     server = launch_server(
         {**env, **ACT_SERVER_ENV}, tmp_path_factory.mktemp("serve-act") / "server.log"
