@@ -5,7 +5,7 @@
     behave data import log.csv --out data/y --map user_id=uid,behavior=event
     behave data generate traffic --out data/traffic      highway-env scenes (Graph-LSTM)
     behave data import traffic tracks.csv --out data/t --map agent=track_id
-    behave promote behavegpt|decision_mamba               review @challenger vs @champion
+    behave promote behavegpt|decision_mamba|graph_lstm    review @challenger vs @champion
     behave serve                                          start the BentoML service
 
 Heavy imports (lightning, mlflow, torch) happen inside the verb that needs them, so
@@ -171,15 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     promote = verbs.add_parser(
         "promote", help="evaluate @challenger vs @champion; promote if better"
     )
-    promote.add_argument("family", choices=["behavegpt", "decision_mamba"])
+    promote.add_argument("family", choices=["behavegpt", "decision_mamba", "graph_lstm"])
     promote.add_argument(
         "--metric",
         default=None,
         help="deciding metric (default: recall_at_10_macro for behavegpt, "
-        "normalized_score for decision_mamba)",
+        "normalized_score for decision_mamba, fde_5s (metres, lower is better) for graph_lstm)",
     )
     promote.add_argument(
-        "--min-delta", type=float, default=0.0, help="required improvement (default: 0)"
+        "--min-delta",
+        type=float,
+        default=0.0,
+        help="required improvement, in the metric's direction (default: 0)",
     )
     promote.add_argument(
         "--data-dir",

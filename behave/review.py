@@ -8,9 +8,20 @@ from pathlib import Path
 
 from behave import tracking
 
-__all__ = ["evaluate_bundle", "evaluate_policy_bundle", "Review", "review_and_promote"]
+__all__ = [
+    "evaluate_bundle",
+    "evaluate_policy_bundle",
+    "evaluate_forecaster_bundle",
+    "Review",
+    "review_and_promote",
+]
 
-DEFAULT_METRIC = {"behavegpt": "recall_at_10_macro", "decision_mamba": "normalized_score"}
+DEFAULT_METRIC = {
+    "behavegpt": "recall_at_10_macro",
+    "decision_mamba": "normalized_score",
+    "graph_lstm": "fde_5s",
+}
+LOWER_IS_BETTER = ("ade_", "fde_", "cv_")  # metric-name prefixes of errors (metres)
 
 
 def evaluate_bundle(
@@ -47,7 +58,51 @@ def evaluate_policy_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
     return result.summary()
 
 
-EVALUATORS = {"behavegpt": evaluate_bundle, "decision_mamba": evaluate_policy_bundle}
+def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
+    """ADE/FDE (metres) and behavior accuracy of a Graph-LSTM bundle on the held-out scenes of
+    ``split`` (``data_dir``, ``split``, ``split_seed``, ``stride_s``, ``max_agents``: the
+    ``eval_split`` tag), with constant velocity on the same windows (``cv_...``)."""
+    import torch
+
+    from behave.data.traffic_datamodule import TrafficDataModule
+    from behave.inference.graph_lstm import load_forecaster
+    from behave.trajectory_metrics import ForecastAccumulator, constant_velocity_forecast
+
+    forecaster = load_forecaster(bundle_dir)
+    c = forecaster.config
+    dm = TrafficDataModule(
+        split["data_dir"],
+        observe_s=c.observe_steps / c.hz,
+        predict_s=round(c.predict_steps / c.hz),
+        stride_s=split.get("stride_s", 2.0),
+        max_agents=split.get("max_agents", 32),
+        split_seed=split.get("split_seed", 0),
+        batch_size=64,
+    )
+    dm.setup("test")
+    horizons = list(range(1, round(c.predict_steps / c.hz) + 1))
+    model_acc = ForecastAccumulator(c.hz, horizons, forecaster.behaviors)
+    cv_acc = ForecastAccumulator(c.hz, horizons)
+    with torch.inference_mode():
+        for batch in dm._loader(split.get("split", "test"), False):
+            out = forecaster.model(batch["observed"], batch["present"])
+            model_acc.update(
+                out.mean,
+                batch["future"],
+                batch["future_present"],
+                out.behavior_logits,
+                batch["behavior"],
+            )
+            cv = constant_velocity_forecast(batch["observed"], c.hz, c.predict_steps)
+            cv_acc.update(cv, batch["future"], batch["future_present"])
+    return {**model_acc.compute(), **cv_acc.compute("cv_")}
+
+
+EVALUATORS = {
+    "behavegpt": evaluate_bundle,
+    "decision_mamba": evaluate_policy_bundle,
+    "graph_lstm": evaluate_forecaster_bundle,
+}
 
 
 @dataclass
@@ -114,7 +169,10 @@ def review_and_promote(
         old = evaluate(
             tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split
         )
-        promoted = new[metric] > old[metric] + min_delta
+        if metric.startswith(LOWER_IS_BETTER):
+            promoted = new[metric] < old[metric] - min_delta
+        else:
+            promoted = new[metric] > old[metric] + min_delta
     review = Review(
         family,
         metric,

@@ -114,3 +114,23 @@ def test_import_traffic_from_the_cli(workdir):
     assert "imported 1 of 4 rows" in proc.stdout and "duplicate: 2" in proc.stdout
     bad = behave("data", "import", "traffic", str(source), "--out", "x", cwd=workdir, check=False)
     assert bad.returncode == 2 and "--map frame=" in bad.stderr
+
+
+def test_promote_scores_both_versions_on_the_same_test_scenes(workdir):
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    before = len(client.search_model_versions("name='behave.graph_lstm'"))
+    fit = behave("fit", "--config", TINY, "--model.regularizer_weight", "0", cwd=workdir)
+    assert f"registered behave.graph_lstm version {before + 1}" in fit.stdout
+    review = behave("promote", "graph_lstm", cwd=workdir).stdout
+    assert "fde_5s" in review and "<- decides" in review and "cv_fde_5s" in review
+    table = {line.split()[0]: line.split()[1:3] for line in review.splitlines()[2:-1]}
+    champion, challenger = (float(v) for v in table["fde_5s"])
+    if challenger < champion:  # lower is better for errors in metres
+        assert f"promoted v{before + 1}" in review
+    else:
+        assert "kept v" in review
+    # constant velocity does not depend on the model: the same on both sides
+    assert table["cv_fde_5s"][0] == table["cv_fde_5s"][1]

@@ -287,6 +287,8 @@ class TrajectoryForecastTask(L.LightningModule):
                     "data_dir": str(Path(datamodule.hparams.data_dir).resolve()),
                     "split": "test",
                     "split_seed": datamodule.hparams.split_seed,
+                    "stride_s": datamodule.hparams.stride_s,
+                    "max_agents": datamodule.hparams.max_agents,
                 }
             ),
         }
