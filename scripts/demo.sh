@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README command (1): set up, generate data, train BehaveGPT and Decision Mamba, register and
-# review them in MLflow, serve both with BentoML, send example requests (including LunarLander
-# episodes flown through POST /act), print where to look, stop cleanly.
+# README command (1): set up, generate data, train BehaveGPT, Decision Mamba and the Graph-LSTM,
+# register and review them in MLflow, serve them with BentoML, send example requests (including
+# LunarLander episodes flown through POST /act and highway scenes forecast through
+# POST /trajectory/forecast), print where to look, stop cleanly.
 #   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
 #   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
 #   BEHAVE_KEEP_SERVING  set to 1 to leave the service running at the end
@@ -39,6 +40,17 @@ behave fit --config pipelines/decision-mamba-lunarlander-medium.yaml \
 
 step "reviewing the new Decision Mamba version: both versions fly the same 10 fixed-seed episodes"
 behave promote decision_mamba
+
+step "simulating 100 highway scenes (highway-env IDM/MOBIL drivers of 3 styles, 10 Hz) -> data/traffic-demo"
+behave data generate traffic --out data/traffic-demo --scenes 100 --workers 2 --no-progress
+
+# A short run of the real pipeline (the full one: 600 scenes, 8 epochs, see README).
+step "training the Graph-LSTM on it (4 short epochs; ADE/FDE in metres beside constant velocity)"
+behave fit --config pipelines/graph-lstm.yaml --data.data_dir data/traffic-demo \
+  --trainer.max_epochs 4 --trainer.enable_model_summary false
+
+step "reviewing the new Graph-LSTM version on the held-out scenes (FDE at 5 s decides)"
+behave promote graph_lstm
 
 step "starting the service on ${url}"
 log=$(mktemp -t behave-serve.XXXX.log)
@@ -103,12 +115,19 @@ step "a bad request: a 3-number observation for an 8-number state is a 400 namin
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/act" -H 'content-type: application/json' \
   -d '{"observation": [0.0, 1.4, 0.0]}'
 
+step "POST /trajectory/forecast: two held-out (test) scenes, 2 s observed in, 5 s forecast out, vs truth"
+python scripts/traffic_client.py --url "$url" --data-dir data/traffic-demo --scenes 2
+
+step "a bad request: a 3-position track is a 400 naming the field"
+curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/trajectory/forecast" -H 'content-type: application/json' \
+  -d '{"scenes": [{"agents": [{"agent_id": "a", "track": [[0, 0], [2.5, 0], [5, 0]]}]}]}'
+
 step "done in $(( $(date +%s) - started )) s. Where to look:"
 cat <<EOF
   service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
   MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
-                 then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba";
-                 models "behave.behavegpt", "behave.decision_mamba")
+                 then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba",
+                 "graph-lstm"; models "behave.behavegpt", "behave.decision_mamba", "behave.graph_lstm")
   serve again    . .venv/bin/activate && behave serve
 EOF
 if [ "${BEHAVE_KEEP_SERVING:-0}" = "1" ]; then

@@ -12,9 +12,11 @@ runs k-means on the predicted eigenvector and pulls each agent's predicted posit
 mean true future of its cluster). Here, soft and without k-means: W = max(Z Z^T, 0) from stream
 2's prediction (no gradient into stream 2, as in the official code) is a soft co-membership of
 agents in the future graph's clusters; each agent's cluster centre is the W-weighted mean of the
-true *displacements* of its cluster (displacements, not positions, so agents spread along a
-lane are not pulled to one point), and the loss is the mean Euclidean distance (metres) between
-the agent's predicted displacement and that centre, at each future second.
+true *displacements* of the *other* members of its cluster (displacements, not positions, so
+agents spread along a lane are not pulled to one point; others only, so the term is not a second
+copy of the agent's own regression loss), and the loss is the mean Euclidean distance (metres)
+between the agent's predicted displacement and that centre, at each future second. Agents
+without predicted peers are not regularized.
 
 Ablations by config: ``graph_stream: false`` (the plain LSTM encoder-decoder, stream 1 alone),
 ``regularizer_weight: 0`` (the full model without the regularizer). Constant velocity is
@@ -145,14 +147,20 @@ class TrajectoryForecastTask(L.LightningModule):
         last = batch["observed"][:, :, -1:]  # (B, N, 1, 2)
         valid = batch["future_present"][:, :, frames]  # (B, N, S)
         true_disp = (batch["future"][:, :, frames] - last) * valid.unsqueeze(-1)  # (B, N, S, 2)
-        weight = predicted_projection.clamp_min(0) * valid.transpose(1, 2).unsqueeze(-2)
+        N = valid.shape[1]
+        others = ~torch.eye(N, dtype=torch.bool, device=valid.device)  # not the agent itself
+        weight = predicted_projection.clamp_min(0) * valid.transpose(1, 2).unsqueeze(-2) * others
         # (B, S, N, N): row i weighs agent j's truth by their predicted co-membership
-        centre = torch.einsum("bsij,bjsd->bisd", weight, true_disp) / weight.sum(-1).transpose(
-            1, 2
-        ).unsqueeze(-1).clamp_min(1e-6)  # (B, N, S, 2)
+        total = weight.sum(-1).transpose(1, 2)  # (B, N, S)
+        centre = torch.einsum("bsij,bjsd->bisd", weight, true_disp) / total.unsqueeze(-1).clamp_min(
+            1e-6
+        )  # (B, N, S, 2)
         pred_disp = out.mean[:, :, frames] - last  # (B, N, S, 2)
         distance = (pred_disp - centre).pow(2).sum(-1).add(1e-9).sqrt()  # (B, N, S)
-        return distance[valid].mean()
+        clustered = valid & (total > 1e-3)  # agents with cluster peers; loners are not pulled
+        if not clustered.any():
+            return distance.sum() * 0
+        return distance[clustered].mean()
 
     # ---- steps -------------------------------------------------------------------------------
     def forward(self, batch):
@@ -259,6 +267,7 @@ class TrajectoryForecastTask(L.LightningModule):
         from behave.tasks.traffic_plots import behavior_confusion, scene_forecasts
 
         split = "test" if datamodule.windows.get("test") is not None else "val"
+        self.report_split = split  # what registry_tags records as the evaluation split
         metrics, confusion = self.evaluate(datamodule._loader(split, False))
         self.final_metrics = metrics
         figures = {
@@ -285,7 +294,7 @@ class TrajectoryForecastTask(L.LightningModule):
             "eval_split": json.dumps(
                 {
                     "data_dir": str(Path(datamodule.hparams.data_dir).resolve()),
-                    "split": "test",
+                    "split": getattr(self, "report_split", "test"),
                     "split_seed": datamodule.hparams.split_seed,
                     "stride_s": datamodule.hparams.stride_s,
                     "max_agents": datamodule.hparams.max_agents,
