@@ -8,8 +8,10 @@ https://github.com/rohanchandra30/Spectral-Trajectory-and-Behavior-Prediction
 - **Stream 1** — an LSTM encoder-decoder per agent over its own observed track; the decoder
   emits a bivariate Gaussian (mean, two scales, correlation) per future frame.
 - **Stream 2** — a graph-LSTM over the scene's weighted dynamic geometric graphs: at each
-  observed frame every agent's LSTM cell reads its own state and the degree-normalized sum of
-  its neighbours' hidden states (edge weights exp(-d / scale)); rolled forward, it predicts the
+  observed frame every agent's LSTM cell reads its own state and the degree-normalized,
+  edge-weighted (exp(-d / scale)) sum of messages from its neighbours, each built from the
+  neighbour's hidden state and its position and velocity relative to the receiver; rolled
+  forward, it predicts the
   spectral embedding (K eigenvector rows per agent) of the graph at each future second, and the
   behavior head classifies each agent's future behavior.
 - The **spectral clustering regularizer** (in the task) ties stream-1 predictions to stream-2's
@@ -119,6 +121,10 @@ class GraphLSTM(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         if c.graph_stream:
             # stream 2: node features (position, velocity, weighted degree) + neighbour message
+            # messages: each neighbour's state plus where it is and how fast it closes in,
+            # relative to the receiver (what decides whether an agent gains neighbours)
+            self.message_state = nn.Linear(H, H)
+            self.message_relative = nn.Linear(4, H)
             self.graph_cell = nn.LSTMCell(5 + H, H)
             self.future_cell = nn.LSTMCell(H, H)
             self.embedding_head = nn.Linear(H, c.eigenvectors)
@@ -198,8 +204,27 @@ class GraphLSTM(nn.Module):
         centre_rel = (observed - centre) * weight  # (B, N, To, 2); padding reads zeros
         h = observed.new_zeros(B * N, H)
         cell = observed.new_zeros(B * N, H)
+        # Messages travel along the strongest edges only: a symmetrized k-NN graph has about
+        # 2k edges per agent, so gathering the top 2k costs O(N k) instead of O(N^2).
+        K = min(N, 2 * c.k_neighbours)
+        edge_weight, neighbour = normalized.topk(K, dim=-1)  # (B, To, N, K)
+        state = torch.cat([observed, velocities], -1)  # (B, N, To, 4)
         for t in range(To):
-            message = normalized[:, t] @ h.view(B, N, H)  # (B, N, H)
+            nb = neighbour[:, t]  # (B, N, K)
+            nb_state = torch.gather(
+                state[:, :, t].unsqueeze(1).expand(B, N, N, 4),
+                2,
+                nb.unsqueeze(-1).expand(B, N, K, 4),
+            )  # (B, N, K, 4)
+            rel = nb_state - state[:, :, t].unsqueeze(2)  # j - i: (B, N, K, 4)
+            rel = torch.cat([rel[..., :2] / c.position_scale, rel[..., 2:] / c.velocity_scale], -1)
+            nb_h = torch.gather(
+                self.message_state(h.view(B, N, H)).unsqueeze(1).expand(B, N, N, H),
+                2,
+                nb.unsqueeze(-1).expand(B, N, K, H),
+            )  # (B, N, K, H)
+            edge = F.gelu(nb_h + self.message_relative(rel))
+            message = (edge_weight[:, t].unsqueeze(-1) * edge).sum(2)  # (B, N, H)
             node = torch.cat(
                 [
                     centre_rel[:, :, t] / (c.position_scale * 5),
