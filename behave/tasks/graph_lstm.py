@@ -110,6 +110,9 @@ class TrajectoryForecastTask(L.LightningModule):
             scale_m=graph["scale_m"],
             k_neighbours=graph["k_neighbours"],
             num_behaviors=len(info["behaviors"]),
+            behavior_radius_m=info["behavior_rule"]["radius_m"],
+            behavior_scale_m=info["behavior_rule"]["scale_m"],
+            behavior_threshold=info["behavior_rule"]["threshold"],
             dropout=hp["dropout"],
         )
 
