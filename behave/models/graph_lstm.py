@@ -128,11 +128,11 @@ class GraphLSTM(nn.Module):
         self.encoder = nn.LSTM(6, H, batch_first=True)
         decoder_in = H + (H if c.graph_stream and c.graph_context else 0) + 1
         self.decoder = nn.LSTM(decoder_in, H, batch_first=True)
-        self.trajectory_head = nn.Linear(H, 5)  # residual x, y; log σx, log σy; ρ (pre-tanh)
+        self.trajectory_head = nn.Linear(H, 5)  # residual x, y; σx, σy (pre-softplus); ρ (pre-tanh)
         self.dropout = nn.Dropout(c.dropout)
         if c.graph_stream:
-            # stream 2: node features (position, velocity, weighted degree) + neighbour message
-            # messages: each neighbour's state plus where it is and how fast it closes in,
+            # stream 2: node features (position, velocity, weighted degree) + neighbour message;
+            # a message is the neighbour's state plus where it is and how fast it closes in,
             # relative to the receiver (what decides whether an agent gains neighbours)
             self.message_state = nn.Linear(H, H)
             self.message_relative = nn.Linear(4, H)
@@ -150,27 +150,11 @@ class GraphLSTM(nn.Module):
     def forward(self, observed: torch.Tensor, present: torch.Tensor) -> GraphLSTMOutput:
         """observed (B, N, To, 2) positions in metres at ``hz``; present (B, N) bool."""
         c = self.config
-        B, N, To, _ = observed.shape
-        last = observed[:, :, -1]  # (B, N, 2)
         velocities = finite_difference_velocities(observed, c.hz)  # (B, N, To, 2)
         own = self._encode_tracks(observed, velocities)  # (B, N, H)
         graph = self._graph_stream(observed, velocities, present) if c.graph_stream else None
         context = own if graph is None or not c.graph_context else torch.cat([own, graph[0]], -1)
-        steps = torch.arange(1, c.predict_steps + 1, device=observed.device) / c.predict_steps
-        dec_in = torch.cat(
-            [
-                context.unsqueeze(2).expand(B, N, c.predict_steps, context.shape[-1]),
-                steps.view(1, 1, -1, 1).expand(B, N, -1, 1),
-            ],
-            -1,
-        )  # (B, N, Tp, decoder_in)
-        hidden, _ = self.decoder(dec_in.flatten(0, 1))  # (B*N, Tp, H)
-        raw = self.trajectory_head(self.dropout(hidden)).view(B, N, c.predict_steps, 5)
-        seconds = torch.arange(1, c.predict_steps + 1, device=observed.device) / c.hz  # (Tp,)
-        constant_velocity = last.unsqueeze(2) + velocities[:, :, -1:].mul(seconds.view(1, 1, -1, 1))
-        mean = constant_velocity + raw[..., :2] * c.position_scale  # (B, N, Tp, 2)
-        scale = F.softplus(raw[..., 2:4]) * c.position_scale * 0.1 + _MIN_SCALE_M
-        correlation = torch.tanh(raw[..., 4]) * _MAX_CORRELATION
+        mean, scale, correlation = self._decode(context, observed[:, :, -1], velocities[:, :, -1])
         features = [own] if graph is None else [own, graph[0]]
         if c.rule_features:
             features.append(self._rule_features(observed, mean.detach(), present))
@@ -181,6 +165,30 @@ class GraphLSTM(nn.Module):
             behavior_logits=self.behavior_head(torch.cat(features, -1)),
             embedding=None if graph is None else graph[1],
         )
+
+    def _decode(
+        self, context: torch.Tensor, last: torch.Tensor, velocity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-agent context (B, N, C), last position and velocity (B, N, 2) -> the Gaussian
+        of each future frame: mean (B, N, Tp, 2) = constant velocity + residual, σ, ρ."""
+        c = self.config
+        B, N, _ = context.shape
+        steps = torch.arange(1, c.predict_steps + 1, device=context.device)  # (Tp,)
+        dec_in = torch.cat(
+            [
+                context.unsqueeze(2).expand(B, N, c.predict_steps, context.shape[-1]),
+                (steps / c.predict_steps).view(1, 1, -1, 1).expand(B, N, -1, 1),
+            ],
+            -1,
+        )  # (B, N, Tp, C + 1)
+        hidden, _ = self.decoder(dec_in.flatten(0, 1))  # (B*N, Tp, H)
+        raw = self.trajectory_head(self.dropout(hidden)).view(B, N, c.predict_steps, 5)
+        seconds = (steps / c.hz).view(1, 1, -1, 1)  # (1, 1, Tp, 1)
+        constant_velocity = last.unsqueeze(2) + velocity.unsqueeze(2) * seconds
+        mean = constant_velocity + raw[..., :2] * c.position_scale
+        scale = F.softplus(raw[..., 2:4]) * c.position_scale * 0.1 + _MIN_SCALE_M
+        correlation = torch.tanh(raw[..., 4]) * _MAX_CORRELATION
+        return mean, scale, correlation
 
     def _rule_features(
         self, observed: torch.Tensor, forecast: torch.Tensor, present: torch.Tensor
