@@ -13,6 +13,7 @@ that neither training nor checkpoint selection saw, the same seeds for every run
 
     dm        Decision Mamba, self-evolution on (the pipeline's defaults)
     dm-no-se  Decision Mamba, self-evolution off (the ablation)
+    dm-ema    Decision Mamba, self-evolution with an EMA teacher (not in the default variants)
     dt        transformers.DecisionTransformerModel, same data, context, units, budget
     bc        behavior cloning (MLP on the current state)
 
@@ -52,6 +53,7 @@ ARGS = argparse.Namespace(final_episodes=50)
 VARIANTS = {
     "dm": [],
     "dm-no-se": ["--model.self_evolution", "false"],
+    "dm-ema": ["--model.self_evolution_teacher", "ema"],
     "dt": ["--model.architecture", "decision_transformer"],
     "bc": ["--model.architecture", "behavior_cloning"],
 }
@@ -286,7 +288,9 @@ def main() -> None:
     p.add_argument(
         "--datasets", nargs="+", default=["lunarlander-medium", "lunarlander-medium-replay"]
     )
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument(
+        "--variants", nargs="+", default=["dm", "dm-no-se", "dt", "bc"], choices=list(VARIANTS)
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--transitions", type=int, default=100_000, help="per generated dataset")
     p.add_argument("--max-epochs", type=int, default=4)

@@ -14,7 +14,9 @@ actions are noisy labels (a medium policy explores), and the model's own earlier
 prediction pulls the target toward the consistent part of the behavior. The released official
 loss computes the same mix but then sets α = 0 (and mixes the *current* prediction); here it is
 on by default and ``self_evolution: false`` switches it off for the ablation. After a resume the
-frozen copy is rebuilt from the resumed weights.
+frozen copy is rebuilt from the resumed weights. ``self_evolution_teacher: ema`` uses an
+exponential moving average of the weights instead (updated every step, α growing per step from
+0): with few epochs the previous-epoch model is a weak teacher (see the README's results).
 
 Evaluation: after each validation epoch (not the sanity check), ``eval_episodes`` rollouts in
 the dataset's simulator at ``eval_target_return`` (default: the expert reference return), logged
@@ -65,6 +67,8 @@ class OfflineRLTask(L.LightningModule):
         aux_loss_weight: float = 0.05,
         self_evolution: bool = True,
         self_evolution_alpha: float = 0.3,
+        self_evolution_teacher: str = "previous_epoch",
+        self_evolution_ema_decay: float = 0.995,
         learning_rate: float = 3e-4,
         weight_decay: float = 1e-4,
         warmup_steps: int = 500,
@@ -84,7 +88,11 @@ class OfflineRLTask(L.LightningModule):
             d_state, expand: SSM state size and inner expansion (decision_mamba only).
             aux_loss_weight: weight of each auxiliary (next state, next return) loss; DM only.
             self_evolution: mix the action target with the previous epoch's prediction.
-            self_evolution_alpha: the mixing weight reached in the last epoch.
+            self_evolution_alpha: the mixing weight reached at the end of training.
+            self_evolution_teacher: ``previous_epoch`` (a frozen copy of the model as the last
+                epoch left it; α grows per epoch) or ``ema`` (an exponential moving average of
+                the weights, updated every step; α grows per step).
+            self_evolution_ema_decay: the EMA teacher's decay per optimizer step.
             eval_target_return: return to condition rollouts on; None = expert reference.
             eval_mode: ``recurrent`` (DM default) or ``window`` (re-encode the last K steps).
             eval_max_steps: cap on rollout length (tests); None = the env's time limit.
@@ -101,6 +109,15 @@ class OfflineRLTask(L.LightningModule):
         if not 0 <= self_evolution_alpha < 1:
             raise ConfigError(
                 f"model.self_evolution_alpha must be in [0, 1), got {self_evolution_alpha}"
+            )
+        if self_evolution_teacher not in ("previous_epoch", "ema"):
+            raise ConfigError(
+                "model.self_evolution_teacher must be 'previous_epoch' or 'ema', "
+                f"got {self_evolution_teacher!r}"
+            )
+        if not 0 < self_evolution_ema_decay < 1:
+            raise ConfigError(
+                f"model.self_evolution_ema_decay must be in (0, 1), got {self_evolution_ema_decay}"
             )
         if not 0 <= aux_loss_weight < 0.5:
             raise ConfigError(f"model.aux_loss_weight must be in [0, 0.5), got {aux_loss_weight}")
@@ -151,6 +168,9 @@ class OfflineRLTask(L.LightningModule):
         return losses
 
     def training_step(self, batch, batch_idx):
+        if self._ema_teacher():
+            total = max(1, self.trainer.estimated_stepping_batches)
+            self.alpha = self.hparams.self_evolution_alpha * min(1.0, self.global_step / total)
         target = batch["actions"]
         if self.alpha > 0 and self._teacher:
             with torch.no_grad():
@@ -174,9 +194,31 @@ class OfflineRLTask(L.LightningModule):
             self.log(f"test/{k}", v)
 
     # ---- self-evolution ---------------------------------------------------------------------
+    def _ema_teacher(self) -> bool:
+        return self.hparams.self_evolution and self.hparams.self_evolution_teacher == "ema"
+
+    def on_train_start(self) -> None:
+        if self._ema_teacher():  # starts as the initial (or resumed) weights
+            teacher = copy.deepcopy(self.model).eval()
+            teacher.requires_grad_(False)
+            self._teacher = [teacher]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._ema_teacher() and self._teacher:
+            decay = self.hparams.self_evolution_ema_decay
+            with torch.no_grad():
+                teacher = self._teacher[0].state_dict()
+                for name, value in self.model.state_dict().items():
+                    if value.is_floating_point():
+                        teacher[name].lerp_(value, 1 - decay)
+                    else:
+                        teacher[name].copy_(value)
+
     def on_train_epoch_start(self) -> None:
         hp = self.hparams
         epochs = self.trainer.max_epochs or 1
+        if self._ema_teacher():
+            return
         self.alpha = 0.0
         if not hp.self_evolution or self.current_epoch == 0:
             return

@@ -163,3 +163,32 @@ def test_rollouts_survive_a_renderer_that_fails(dm, monkeypatch, caplog):
     result = task.rollouts(episodes=2, seed=0, num_frames=2)
     assert result.frames == [] and result.returns.shape == (2,)
     assert "no rollout frames" in caplog.text
+
+
+def test_ema_teacher_follows_the_weights_and_alpha_grows_per_step(dm):
+    task = OfflineRLTask(
+        dm.data_info,
+        context_length=8,
+        **TINY,
+        self_evolution_alpha=0.4,
+        self_evolution_teacher="ema",
+        self_evolution_ema_decay=0.5,
+        eval_episodes=0,
+    )
+    spy = AlphaSpy()
+    _trainer(3, limit_train_batches=2, limit_val_batches=1, callbacks=[spy]).fit(
+        task, datamodule=dm
+    )
+    assert spy.teachers == [True, True, True]  # an EMA teacher from the first step
+    assert spy.alphas == sorted(spy.alphas) and spy.alphas[-1] > 0
+    assert task.alpha == pytest.approx(0.4 * 5 / 6)  # the last of 6 steps: step 5 of 6
+    teacher, model = task._teacher[0], task.model
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    # decay 0.5: the teacher is close to, but not equal to, the trained weights
+    diffs = [
+        (t - m).abs().max().item()
+        for t, m in zip(teacher.parameters(), model.parameters(), strict=True)
+    ]
+    assert 0 < max(diffs) < 0.1
+    with pytest.raises(ConfigError, match="self_evolution_teacher"):
+        OfflineRLTask(dm.data_info, self_evolution_teacher="best")
