@@ -66,7 +66,7 @@ def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float
 
     from behave.data.traffic_datamodule import TrafficDataModule
     from behave.inference.graph_lstm import load_forecaster
-    from behave.trajectory_metrics import ForecastAccumulator, constant_velocity_forecast
+    from behave.trajectory_metrics import ForecastScorer
 
     forecaster = load_forecaster(bundle_dir)
     c = forecaster.config
@@ -80,22 +80,11 @@ def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float
         batch_size=64,
     )
     dm.setup("test")
-    horizons = list(range(1, round(c.predict_steps / c.hz) + 1))
-    model_acc = ForecastAccumulator(c.hz, horizons, forecaster.behaviors)
-    cv_acc = ForecastAccumulator(c.hz, horizons)
+    scorer = ForecastScorer(c.hz, c.predict_steps, forecaster.behaviors)
     with torch.inference_mode():
         for batch in dm._loader(split.get("split", "test"), False):
-            out = forecaster.model(batch["observed"], batch["present"])
-            model_acc.update(
-                out.mean,
-                batch["future"],
-                batch["future_present"],
-                out.behavior_logits,
-                batch["behavior"],
-            )
-            cv = constant_velocity_forecast(batch["observed"], c.hz, c.predict_steps)
-            cv_acc.update(cv, batch["future"], batch["future_present"])
-    return {**model_acc.compute(), **cv_acc.compute("cv_")}
+            scorer.update(batch, forecaster.model(batch["observed"], batch["present"]))
+    return scorer.compute()
 
 
 EVALUATORS = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ForecastAccumulator", "constant_velocity_forecast"]
+__all__ = ["ForecastAccumulator", "ForecastScorer", "constant_velocity_forecast"]
 
 
 def constant_velocity_forecast(observed: torch.Tensor, hz: float, steps: int) -> torch.Tensor:
@@ -86,3 +86,28 @@ class ForecastAccumulator:
                 if s:
                     out[f"{prefix}recall_{name}"] = r
         return out
+
+
+class ForecastScorer:
+    """A model's forecasts and constant velocity's, scored on the same windows: feed batches
+    (the traffic datamodule's dicts) with the model's output, then ``compute()`` gives the
+    model's metrics and the baseline's under ``cv_``."""
+
+    def __init__(self, hz: float, predict_steps: int, behaviors: list[str]):
+        self.hz, self.predict_steps = hz, predict_steps
+        horizons = list(range(1, round(predict_steps / hz) + 1))
+        self.model = ForecastAccumulator(hz, horizons, behaviors)
+        self.baseline = ForecastAccumulator(hz, horizons)
+
+    def update(self, batch: dict[str, torch.Tensor], out) -> None:
+        future, valid = batch["future"], batch["future_present"]
+        self.model.update(out.mean, future, valid, out.behavior_logits, batch["behavior"])
+        cv = constant_velocity_forecast(batch["observed"], self.hz, self.predict_steps)
+        self.baseline.update(cv, future, valid)
+
+    def compute(self, prefix: str = "") -> dict[str, float]:
+        return {**self.model.compute(prefix), **self.baseline.compute(f"{prefix}cv_")}
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        return self.model.confusion

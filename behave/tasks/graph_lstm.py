@@ -40,7 +40,7 @@ from behave.errors import ConfigError
 from behave.models.graph_lstm import GraphLSTM, GraphLSTMConfig, bivariate_nll
 from behave.ops.graphs import projection
 from behave.tasks.optim import adamw_warmup_cosine
-from behave.trajectory_metrics import ForecastAccumulator, constant_velocity_forecast
+from behave.trajectory_metrics import ForecastScorer
 
 __all__ = ["TrajectoryForecastTask"]
 
@@ -91,7 +91,7 @@ class TrajectoryForecastTask(L.LightningModule):
         self.save_hyperparameters()
         self.model = GraphLSTM(self.model_config(self.hparams))
         self.horizons = list(range(1, self.model.config.future_graphs + 1))
-        self._accumulators: dict[str, tuple[ForecastAccumulator, ForecastAccumulator]] = {}
+        self._scorers: dict[str, ForecastScorer] = {}
 
     @staticmethod
     def model_config(hp) -> GraphLSTMConfig:
@@ -181,31 +181,18 @@ class TrajectoryForecastTask(L.LightningModule):
         out = self(batch)
         for k, v in self._losses(batch, out).items():
             self.log(f"{stage}/{k}", v, prog_bar=k == "nll")
-        model_acc, cv_acc = self._accumulators[stage]
-        model_acc.update(
-            out.mean,
-            batch["future"],
-            batch["future_present"],
-            out.behavior_logits,
-            batch["behavior"],
-        )
-        cv = constant_velocity_forecast(
-            batch["observed"], self.model.config.hz, self.model.config.predict_steps
-        )
-        cv_acc.update(cv, batch["future"], batch["future_present"])
+        self._scorers[stage].update(batch, out)
+
+    def _scorer(self) -> ForecastScorer:
+        c = self.model.config
+        return ForecastScorer(c.hz, c.predict_steps, self.hparams.data_info["behaviors"])
 
     def _start(self, stage: str) -> None:
-        info = self.hparams.data_info
-        self._accumulators[stage] = (
-            ForecastAccumulator(info["hz"], self.horizons, info["behaviors"]),
-            ForecastAccumulator(info["hz"], self.horizons),
-        )
+        self._scorers[stage] = self._scorer()
 
     def _end(self, stage: str) -> dict[str, float]:
-        model_acc, cv_acc = self._accumulators.pop(stage)
-        metrics = {**model_acc.compute(f"{stage}/"), **cv_acc.compute(f"{stage}/cv_")}
+        metrics = self._scorers.pop(stage).compute(f"{stage}/")
         self.log_dict(metrics)
-        self.last_confusion = model_acc.confusion
         return metrics
 
     def on_validation_epoch_start(self) -> None:
@@ -243,27 +230,14 @@ class TrajectoryForecastTask(L.LightningModule):
         """Model and constant-velocity metrics over ``loader`` -> (metrics, confusion)."""
         was_training = self.model.training
         self.model.eval()
-        info = self.hparams.data_info
-        model_acc = ForecastAccumulator(info["hz"], self.horizons, info["behaviors"])
-        cv_acc = ForecastAccumulator(info["hz"], self.horizons)
+        scorer = self._scorer()
         try:
             for batch in loader:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                out = self(batch)
-                model_acc.update(
-                    out.mean,
-                    batch["future"],
-                    batch["future_present"],
-                    out.behavior_logits,
-                    batch["behavior"],
-                )
-                cv = constant_velocity_forecast(
-                    batch["observed"], info["hz"], self.model.config.predict_steps
-                )
-                cv_acc.update(cv, batch["future"], batch["future_present"])
+                scorer.update(batch, self(batch))
         finally:
             self.model.train(was_training)
-        return {**model_acc.compute(), **cv_acc.compute("cv_")}, model_acc.confusion
+        return scorer.compute(), scorer.confusion
 
     def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
         """The best weights on the held-out test scenes: metrics, scene plots, confusion."""
