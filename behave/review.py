@@ -80,7 +80,8 @@ def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float
         batch_size=64,
     )
     dm.setup("test")
-    scorer = ForecastScorer(c.hz, c.predict_steps, forecaster.behaviors)
+    rule = forecaster.meta.get("behavior_rule")
+    scorer = ForecastScorer(c.hz, c.predict_steps, forecaster.behaviors, rule)
     with torch.inference_mode():
         for batch in dm._loader(split.get("split", "test"), False):
             scorer.update(batch, forecaster.model(batch["observed"], batch["present"]))

@@ -91,19 +91,35 @@ class ForecastAccumulator:
 class ForecastScorer:
     """A model's forecasts and constant velocity's, scored on the same windows: feed batches
     (the traffic datamodule's dicts) with the model's output, then ``compute()`` gives the
-    model's metrics and the baseline's under ``cv_``."""
+    model's metrics and the baseline's under ``cv_`` (its behavior accuracy: the labelling
+    rule applied to the constant-velocity future, when ``rule`` is given)."""
 
-    def __init__(self, hz: float, predict_steps: int, behaviors: list[str]):
+    def __init__(
+        self, hz: float, predict_steps: int, behaviors: list[str], rule: dict | None = None
+    ):
+        """``rule``: the behavior labelling rule's parameters; when given, the baseline also
+        classifies behaviors, by that rule applied to its own extrapolation of every agent."""
         self.hz, self.predict_steps = hz, predict_steps
         horizons = list(range(1, round(predict_steps / hz) + 1))
         self.model = ForecastAccumulator(hz, horizons, behaviors)
-        self.baseline = ForecastAccumulator(hz, horizons)
+        self.rule = rule
+        self.baseline = ForecastAccumulator(hz, horizons, behaviors if rule else None)
 
     def update(self, batch: dict[str, torch.Tensor], out) -> None:
         future, valid = batch["future"], batch["future_present"]
         self.model.update(out.mean, future, valid, out.behavior_logits, batch["behavior"])
         cv = constant_velocity_forecast(batch["observed"], self.hz, self.predict_steps)
-        self.baseline.update(cv, future, valid)
+        votes = None
+        if self.rule is not None:
+            from behave.data.traffic_behavior import BehaviorRule, label_behaviors
+
+            track = torch.cat([batch["observed"][:, :, -1:], cv], 2).transpose(1, 2)  # (B, T, N, 2)
+            present = batch["present"].unsqueeze(1).expand(-1, track.shape[1], -1)
+            labels = label_behaviors(track, present, BehaviorRule.from_dict(self.rule), self.hz)
+            votes = torch.nn.functional.one_hot(labels.clamp_min(0), len(self.model.behaviors))
+        self.baseline.update(
+            cv, future, valid, votes, batch["behavior"] if votes is not None else None
+        )
 
     def compute(self, prefix: str = "") -> dict[str, float]:
         return {**self.model.compute(prefix), **self.baseline.compute(f"{prefix}cv_")}

@@ -185,7 +185,8 @@ class TrajectoryForecastTask(L.LightningModule):
 
     def _scorer(self) -> ForecastScorer:
         c = self.model.config
-        return ForecastScorer(c.hz, c.predict_steps, self.hparams.data_info["behaviors"])
+        info = self.hparams.data_info
+        return ForecastScorer(c.hz, c.predict_steps, info["behaviors"], info["behavior_rule"])
 
     def _start(self, stage: str) -> None:
         self._scorers[stage] = self._scorer()
