@@ -18,7 +18,8 @@ windows; the table shows mean ± std over training seeds.
     no-reg  the same without the regularizer
     lstm    the plain LSTM encoder-decoder (stream 1 alone)
     cv      constant velocity, not trained: the ``test/cv_*`` metrics every run logs beside its
-            own (identical across runs), taken from the ``full`` run of each seed if there is one
+            own (identical across runs), taken from the ``full`` run of each seed if there is one;
+            its behavior accuracy is the labelling rule applied to its extrapolation
 
 Prints a table and writes JSON (``--out``).
 """
@@ -137,10 +138,18 @@ def collect(run_id: str, variant: str, seed: int, seconds: float | None) -> dict
 
 
 def cv_rows(rows: list[dict]) -> list[dict]:
-    """The constant-velocity baseline per seed: from that seed's ``full`` run, else the first."""
+    """The constant-velocity baseline per seed: from that seed's ``full`` run, else the first;
+    a run that logged cv's behavior accuracy (the labelling rule on its extrapolation; runs
+    since that metric was added) is preferred, as the baseline is the same in every run."""
     out = []
     for seed in dict.fromkeys(r["seed"] for r in rows):
-        runs = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["variant"] != "full")
+        runs = sorted(
+            (r for r in rows if r["seed"] == seed),
+            key=lambda r: (
+                "cv_behavior_weighted_accuracy" not in r["metrics"],
+                r["variant"] != "full",
+            ),
+        )
         m = runs[0]["metrics"]
         cv = {k.removeprefix("cv_"): v for k, v in m.items() if k.startswith("cv_")}
         out.append({"variant": "cv", "seed": seed, "metrics": cv, "from_run": runs[0]["run_id"]})
