@@ -25,9 +25,11 @@ def _ellipse(centre, sx, sy, rho, **kw) -> Ellipse:
     return Ellipse(centre, width, height, angle=angle, **kw)
 
 
-def scene_forecasts(batch: dict[str, torch.Tensor], out, config):
+def scene_forecasts(batch: dict[str, torch.Tensor], out, config, max_agents: int = 6):
     """One panel per window: observed (grey), true future (green), predicted mean (blue) with
-    2-σ ellipses at each whole second, and the last observed DGG's edges (dotted)."""
+    2-σ ellipses at each whole second, and the last observed DGG's edges (dotted), for the
+    ``max_agents`` agents nearest the window's centre. Highways are long and narrow, so y is
+    stretched (the axes are not to scale)."""
     W = batch["present"].shape[0]
     fig, axes = plt.subplots(W, 1, figsize=(11, 3.2 * W), squeeze=False)
     hz = config.hz
@@ -35,6 +37,9 @@ def scene_forecasts(batch: dict[str, torch.Tensor], out, config):
     for w in range(W):
         ax = axes[w, 0]
         agents = torch.nonzero(batch["present"][w]).flatten().tolist()
+        # the agents nearest the window's centre: a whole highway scene is unreadable
+        last_pos = batch["observed"][w, agents, -1].norm(dim=-1)
+        agents = [agents[i] for i in last_pos.argsort()[:max_agents].tolist()]
         obs = batch["observed"][w].cpu().numpy()
         fut = batch["future"][w].cpu().numpy()
         fut_ok = batch["future_present"][w].cpu().numpy()
@@ -96,12 +101,14 @@ def scene_forecasts(batch: dict[str, torch.Tensor], out, config):
                         lw=0.8,
                     )
                 )
-        ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
+        ax.set_ylabel("y (m, stretched)")
         ax.grid(alpha=0.3)
         if w == 0:
-            ax.set_title("Forecasts: 2-σ ellipses at 1..5 s; dotted = last observed graph")
+            ax.set_title(
+                f"Forecasts of the {max_agents} agents nearest the centre: 2-σ ellipses at "
+                "1..5 s; dotted = last observed graph"
+            )
             ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
