@@ -150,7 +150,11 @@ def generate_traffic(
 
     tracks = pl.concat([pl.read_parquet(job[-1]) for job in jobs]).sort("scene", "frame", "agent")
     tracks.write_parquet(out_dir / TRACKS_FILE)
-    styles = tracks.group_by("style").agg(pl.col("agent").n_unique()).sort("style")
+    styles = (
+        tracks.group_by("style")
+        .agg(pl.struct("scene", "agent").n_unique().alias("n"))
+        .sort("style")
+    )
     manifest = write_manifest(
         out_dir,
         kind="traffic",
@@ -164,7 +168,7 @@ def generate_traffic(
             "behavior_rule": rule.to_dict(),
             "scenes": scenes,
             "agents": int(tracks.select(pl.struct("scene", "agent").n_unique()).item()),
-            "style_rows": dict(zip(styles["style"], styles["agent"], strict=True)),
+            "style_agents": dict(zip(styles["style"], styles["n"], strict=True)),
         },
     )
     shutil.rmtree(out_dir / ".shards", ignore_errors=True)  # merged; the manifest now names it

@@ -32,6 +32,7 @@ def test_generated_tracks_follow_the_schema_and_manifest(traffic_dir):
     assert tracks.height == 5 * 80 * 6  # scenes x frames x vehicles
     assert manifest["hz"] == 10.0 and manifest["behavior_rule"]["threshold"] > 0
     assert set(tracks["style"].unique()) <= {"aggressive", "normal", "timid"}
+    assert sum(manifest["style_agents"].values()) == manifest["agents"] == 5 * 6
     # 10 Hz: velocity is the displacement to the next frame x 10
     one = tracks.filter((pl.col("scene") == 0) & (pl.col("agent") == 0)).sort("frame")
     step = np.diff(one["x"].to_numpy())
