@@ -119,6 +119,17 @@ def finite_difference_velocities(positions: torch.Tensor, hz: float) -> torch.Te
     return torch.cat([v[..., :1, :], v], dim=-2)
 
 
+def _present_rows(run, rows: torch.Tensor, present: torch.Tensor, *shape: int) -> torch.Tensor:
+    """``run`` on the rows of present agents only, zeros for padding: (B*N, ...) -> (B*N,
+    *shape). Windows are padded to the largest scene (half the rows on generated highways), and
+    the per-agent LSTMs are most of the model's time, so padding is not fed through them."""
+    keep = present.flatten()  # (B*N,)
+    out = rows.new_zeros(len(keep), *shape)
+    if keep.any():
+        out[keep] = run(rows[keep])
+    return out
+
+
 class GraphLSTM(nn.Module):
     def __init__(self, config: GraphLSTMConfig) -> None:
         super().__init__()
@@ -151,10 +162,11 @@ class GraphLSTM(nn.Module):
         """observed (B, N, To, 2) positions in metres at ``hz``; present (B, N) bool."""
         c = self.config
         velocities = finite_difference_velocities(observed, c.hz)  # (B, N, To, 2)
-        own = self._encode_tracks(observed, velocities)  # (B, N, H)
+        own = self._encode_tracks(observed, velocities, present)  # (B, N, H)
         graph = self._graph_stream(observed, velocities, present) if c.graph_stream else None
         context = own if graph is None or not c.graph_context else torch.cat([own, graph[0]], -1)
-        mean, scale, correlation = self._decode(context, observed[:, :, -1], velocities[:, :, -1])
+        last, velocity = observed[:, :, -1], velocities[:, :, -1]
+        mean, scale, correlation = self._decode(context, last, velocity, present)
         features = [own] if graph is None else [own, graph[0]]
         if c.rule_features:
             features.append(self._rule_features(observed, mean.detach(), present))
@@ -167,7 +179,11 @@ class GraphLSTM(nn.Module):
         )
 
     def _decode(
-        self, context: torch.Tensor, last: torch.Tensor, velocity: torch.Tensor
+        self,
+        context: torch.Tensor,
+        last: torch.Tensor,
+        velocity: torch.Tensor,
+        present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-agent context (B, N, C), last position and velocity (B, N, 2) -> the Gaussian
         of each future frame: mean (B, N, Tp, 2) = constant velocity + residual, σ, ρ."""
@@ -181,8 +197,13 @@ class GraphLSTM(nn.Module):
             ],
             -1,
         )  # (B, N, Tp, C + 1)
-        hidden, _ = self.decoder(dec_in.flatten(0, 1))  # (B*N, Tp, H)
-        raw = self.trajectory_head(self.dropout(hidden)).view(B, N, c.predict_steps, 5)
+        raw = _present_rows(
+            lambda rows: self.trajectory_head(self.dropout(self.decoder(rows)[0])),
+            dec_in.flatten(0, 1),
+            present,
+            c.predict_steps,
+            5,
+        ).view(B, N, c.predict_steps, 5)
         seconds = (steps / c.hz).view(1, 1, -1, 1)  # (1, 1, Tp, 1)
         constant_velocity = last.unsqueeze(2) + velocity.unsqueeze(2) * seconds
         mean = constant_velocity + raw[..., :2] * c.position_scale
@@ -221,7 +242,9 @@ class GraphLSTM(nn.Module):
             -1,
         ) * present.unsqueeze(-1)
 
-    def _encode_tracks(self, observed: torch.Tensor, velocities: torch.Tensor) -> torch.Tensor:
+    def _encode_tracks(
+        self, observed: torch.Tensor, velocities: torch.Tensor, present: torch.Tensor
+    ) -> torch.Tensor:
         c = self.config
         B, N, To, _ = observed.shape
         delta = torch.diff(observed, dim=2, prepend=observed[:, :, :1])  # (B, N, To, 2)
@@ -230,8 +253,9 @@ class GraphLSTM(nn.Module):
             [delta / c.position_scale, velocities / c.velocity_scale, relative / c.position_scale],
             -1,
         )
-        _, (h, _) = self.encoder(x.flatten(0, 1))  # h: (1, B*N, H)
-        return h[-1].view(B, N, -1)
+        return _present_rows(
+            lambda rows: self.encoder(rows)[1][0][-1], x.flatten(0, 1), present, c.hidden_size
+        ).view(B, N, -1)
 
     def _graph_stream(
         self, observed: torch.Tensor, velocities: torch.Tensor, present: torch.Tensor
