@@ -21,7 +21,7 @@ DEFAULT_METRIC = {
     "decision_mamba": "normalized_score",
     "graph_lstm": "fde_5s",
 }
-LOWER_IS_BETTER = ("ade_", "fde_", "cv_")  # metric-name prefixes of errors (metres)
+ERROR_METRICS = ("ade_", "fde_")  # metric-name prefixes of errors in metres: lower is better
 
 
 def evaluate_bundle(
@@ -79,11 +79,11 @@ def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float
         split_seed=split.get("split_seed", 0),
         batch_size=64,
     )
-    dm.setup("test")
+    dm.setup("validate" if split.get("split") == "val" else "test")
     rule = forecaster.meta.get("behavior_rule")
     scorer = ForecastScorer(c.hz, c.predict_steps, forecaster.behaviors, rule)
     with torch.inference_mode():
-        for batch in dm._loader(split.get("split", "test"), False):
+        for batch in dm.loader(split.get("split", "test")):
             scorer.update(batch, forecaster.model(batch["observed"], batch["present"]))
     return scorer.compute()
 
@@ -159,7 +159,7 @@ def review_and_promote(
         old = evaluate(
             tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split
         )
-        if metric.startswith(LOWER_IS_BETTER):
+        if metric.removeprefix("cv_").startswith(ERROR_METRICS):
             promoted = new[metric] < old[metric] - min_delta
         else:
             promoted = new[metric] > old[metric] + min_delta

@@ -36,6 +36,8 @@ from behave.ops.graphs import geometric_adjacency, projection, spectral_embeddin
 __all__ = ["TrafficWindows", "TrafficDataModule", "GraphSettings", "cut_windows"]
 
 SPLITS = ("train", "val", "test")
+# fit needs test too: the end-of-fit report scores the best weights on the held-out scenes
+SPLITS_OF_STAGE = {"fit": SPLITS, "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 class GraphSettings(dict):
@@ -229,13 +231,15 @@ class TrafficDataModule(L.LightningDataModule):
         }
 
     def setup(self, stage: str | None = None) -> None:
-        if self.windows:
+        """Cut the windows of the splits ``stage`` reads (all for ``fit`` or None)."""
+        wanted = [n for n in SPLITS_OF_STAGE.get(stage, SPLITS) if n not in self.windows]
+        if not wanted:
             return
         tracks = pl.read_parquet(Path(self.hparams.data_dir) / TRACKS_FILE)
         scenes = np.sort(tracks["scene"].unique().to_numpy())
         split = self._split_scenes(scenes)
         by_scene = {s: g for (s,), g in tracks.group_by(["scene"], maintain_order=True)}
-        for name in SPLITS:
+        for name in wanted:
             windows = []
             for s in np.sort(split[name]):
                 windows += cut_windows(
@@ -253,7 +257,8 @@ class TrafficDataModule(L.LightningDataModule):
                 )
             self.windows[name] = TrafficWindows(self._tensors(windows)) if windows else None
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        """The ``train``, ``val`` or ``test`` windows (set up first)."""
         data = self.windows.get(name)
         if data is None:
             raise DataError(f"{self.hparams.data_dir}: the {name} split has no windows")
@@ -266,13 +271,13 @@ class TrafficDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
+        return self.loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
+        return self.loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+        return self.loader("test")
 
     def class_counts(self, name: str = "train") -> list[int]:
         labels = self.windows[name].tensors["behavior"]

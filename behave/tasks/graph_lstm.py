@@ -246,7 +246,7 @@ class TrajectoryForecastTask(L.LightningModule):
 
         split = "test" if datamodule.windows.get("test") is not None else "val"
         self.report_split = split  # what registry_tags records as the evaluation split
-        metrics, confusion = self.evaluate(datamodule._loader(split, False))
+        metrics, confusion = self.evaluate(datamodule.loader(split))
         self.final_metrics = metrics
         figures = {
             "behavior_confusion": behavior_confusion(confusion, datamodule.data_info["behaviors"])
