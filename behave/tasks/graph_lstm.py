@@ -284,28 +284,24 @@ class TrajectoryForecastTask(L.LightningModule):
                 tags[key] = f"{self.final_metrics[key]:.3f}"
         return tags
 
+    def bundle_meta(self) -> dict:
+        """What a bundle records beside the weights (also what the signature's example reads)."""
+        info = self.hparams.data_info
+        return {
+            "behaviors": info["behaviors"],
+            "behavior_rule": info["behavior_rule"],
+            "max_agents": info["max_agents"],
+            "trained_on": {"content_hash": info["content_hash"]},
+        }
+
     def export_bundle(self, out_dir: Path, datamodule) -> Path:
         from behave.inference.graph_lstm import save_bundle
 
-        info = self.hparams.data_info
-        return save_bundle(
-            self.model,
-            out_dir,
-            {
-                "behaviors": info["behaviors"],
-                "behavior_rule": info["behavior_rule"],
-                "max_agents": info["max_agents"],
-                "trained_on": {"content_hash": info["content_hash"]},
-            },
-        )
+        return save_bundle(self.model, out_dir, self.bundle_meta())
 
     def example_io(self, datamodule):
         """(input, output) pandas examples for the MLflow signature: one scene of 2 agents."""
         from behave.inference.graph_lstm import Forecaster
 
-        forecaster = Forecaster(self.model, self.export_meta(), device=self.device)
+        forecaster = Forecaster(self.model, self.bundle_meta(), device=self.device)
         return forecaster.example_io(datamodule.windows["train"])
-
-    def export_meta(self) -> dict:
-        info = self.hparams.data_info
-        return {"behaviors": info["behaviors"], "max_agents": info["max_agents"]}
