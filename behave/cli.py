@@ -5,6 +5,8 @@
     behave data import log.csv --out data/y --map user_id=uid,behavior=event
     behave data generate traffic --out data/traffic      highway-env scenes (Graph-LSTM)
     behave data import traffic tracks.csv --out data/t --map agent=track_id
+    behave data generate spikes --out data/spikes        spiking circuit, known wiring (Neuroformer)
+    behave data import spikes spikes.csv --out data/s --map neuron=unit,time=t --covariates cov.csv
     behave promote behavegpt|decision_mamba|graph_lstm    review @challenger vs @champion
     behave serve                                          start the BentoML service
 
@@ -141,22 +143,42 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    sp = gen_kinds.add_parser(
+        "spikes",
+        help="spiking circuit with known hub wiring, a drifting grating and running speed "
+        "(Neuroformer)",
+    )
+    sp.add_argument("--out", default="data/spikes", help="output folder (default: %(default)s)")
+    sp.add_argument("--neurons", type=int, default=100, help="neurons (default: %(default)s)")
+    sp.add_argument("--trials", type=int, default=200, help="trials (default: %(default)s)")
+    sp.add_argument(
+        "--trial-s", type=float, default=3.0, help="seconds per trial (default: %(default)s)"
+    )
+    sp.add_argument(
+        "--hubs", type=int, default=5, help="hub neurons with wide fan-out (default: %(default)s)"
+    )
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     imp = data_verbs.add_parser(
         "import",
-        help="import your own CSV/Parquet event log (or `import traffic` for agent tracks)",
+        help="import your own CSV/Parquet event log (or `import traffic` for agent tracks, "
+        "`import spikes` for spike times)",
     )
     imp.add_argument(
         "source",
         nargs="+",
         metavar="SOURCE",
-        help="CSV or Parquet file; `traffic FILE` imports (frame, agent, x, y[, scene]) tracks",
+        help="CSV or Parquet file; `traffic FILE` imports (frame, agent, x, y[, scene]) tracks; "
+        "`spikes FILE` imports (neuron, time[, trial]) spikes, time in seconds",
     )
     imp.add_argument("--out", required=True, help="output folder")
     imp.add_argument(
         "--map",
         default=None,
         help="canonical=source column pairs, e.g. user_id=uid,timestamp=ts,behavior=event "
-        "(canonical columns: user_id, timestamp, behavior, location, domain)",
+        "(canonical columns: user_id, timestamp, behavior, location, domain; "
+        "spikes: neuron, time, trial, and bin, behavior in --covariates)",
     )
     imp.add_argument(
         "--timestamp-format", default=None, help="strptime format when timestamps are strings"
@@ -166,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--hz", type=float, default=10.0, help="traffic: frames per second (default: %(default)s)"
+    )
+    imp.add_argument(
+        "--covariates",
+        default=None,
+        help="spikes: CSV/Parquet of (trial, bin or time, behavior, stim_0, stim_1, ...) rows",
+    )
+    imp.add_argument(
+        "--trial-s",
+        type=float,
+        default=None,
+        help="spikes: seconds per trial (default: up to the last spike or covariate row)",
     )
 
     promote = verbs.add_parser(
@@ -235,6 +268,51 @@ def _run_data(args: argparse.Namespace) -> None:
         except ValueError as err:
             raise ConfigError(str(err)) from err
         print(summary.one_line())
+    elif args.data_verb == "generate" and args.kind == "spikes":
+        from behave.data.spikes import generate_spikes
+        from behave.data.spikes_sim import CircuitConfig
+        from behave.errors import ConfigError
+
+        try:
+            manifest = generate_spikes(
+                Path(args.out),
+                config=CircuitConfig(
+                    num_neurons=args.neurons,
+                    num_trials=args.trials,
+                    trial_s=args.trial_s,
+                    num_hubs=args.hubs,
+                ),
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        print(
+            f"wrote {manifest['num_spikes']:,} spikes of {manifest['num_neurons']:,} neurons in "
+            f"{manifest['num_trials']:,} trials ({manifest['mean_rate_hz']:.2f} Hz mean rate, "
+            f"{len(manifest['adjacency']['edges']):,} edges) to {args.out} "
+            f"(content hash {manifest['content_hash'][:12]})"
+        )
+    elif args.data_verb == "import" and args.source[0] == "spikes":
+        from behave.data.spikes import import_spikes
+        from behave.errors import ConfigError
+
+        if len(args.source) != 2:
+            raise ConfigError(
+                "usage: behave data import spikes SPIKES.csv --out DIR [--map neuron=unit,...] "
+                "[--covariates COV.csv]"
+            )
+        try:
+            summary = import_spikes(
+                Path(args.source[1]),
+                Path(args.out),
+                mapping=_parse_mapping(args.map),
+                covariates=Path(args.covariates) if args.covariates else None,
+                trial_s=args.trial_s,
+            )
+        except (ValueError, argparse.ArgumentTypeError) as err:
+            raise ConfigError(str(err)) from err
+        print(summary.one_line())
     elif args.data_verb == "generate" and args.kind == "offline-rl":
         from behave.data.offline_rl import generate_offline_rl
         from behave.errors import ConfigError
@@ -285,7 +363,8 @@ def _run_data(args: argparse.Namespace) -> None:
             from behave.errors import ConfigError
 
             raise ConfigError(
-                f"import takes one source file, got {args.source}; for tracks: import traffic FILE"
+                f"import takes one source file, got {args.source}; for tracks: import traffic "
+                "FILE; for spikes: import spikes FILE"
             )
         summary = import_events(
             Path(args.source[0]),

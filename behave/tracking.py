@@ -207,6 +207,7 @@ PIPELINES = {
     "behavegpt": "pipelines/behavegpt.yaml",
     "decision_mamba": "pipelines/decision-mamba-lunarlander-medium.yaml",
     "graph_lstm": "pipelines/graph-lstm.yaml",
+    "neuroformer": "pipelines/neuroformer.yaml",
 }
 
 

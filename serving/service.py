@@ -41,6 +41,14 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
   uncertainty and its behavior with probabilities (Graph-LSTM, ``behave.graph_lstm@champion``
   or ``BEHAVE_GRAPH_LSTM_BUNDLE``). Adaptive batching across scenes of concurrent calls.
 - ``GET /trajectory/model`` -> track length, frame rate, horizon and behaviors it expects.
+- ``POST /neural/decode`` ``{"spikes": [{"neuron": 3, "time": 0.012}, ...], "stimulus": null}``
+  -> the decoded behavior of each 50 ms window after the first 150 ms (Neuroformer,
+  ``behave.neuroformer@champion`` or ``BEHAVE_NEUROFORMER_BUNDLE``).
+- ``POST /neural/generate`` ``{"spikes": [...], "duration_s": 0.5, "seed": 0, "temperature": 1,
+  "top_k": null, "top_p": null}`` -> spike events generated after the context; same seed, same
+  spikes.
+- ``GET /neural/connectivity`` -> the champion's inferred adjacency (averaged attention from
+  source to target neurons) and its strongest edges.
 - ``/livez``, ``/readyz``, ``/metrics`` from BentoML (plus ``behave_act_batch_size``).
 
 Bad input is rejected while BentoML parses the request (see :mod:`serving.schemas`): HTTP 400
@@ -65,7 +73,15 @@ from fastapi import FastAPI
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from serving import schemas, trajectory_schemas
+from serving import neural_schemas, schemas, trajectory_schemas
+from serving.neural_schemas import (
+    ConnectivityResponse,
+    DecodeInput,
+    DecodeResponse,
+    GenerateInput,
+    SpikeEvent,
+)
+from serving.neural_schemas import GenerateResponse as SpikesGenerateResponse
 from serving.schemas import (
     MAX_ACT_HISTORY_STEPS,
     MAX_GENERATE_STEPS,
@@ -111,6 +127,8 @@ FORECAST_FAMILY = "graph_lstm"
 FORECAST_BUNDLE_ENV = "BEHAVE_GRAPH_LSTM_BUNDLE"
 POLICY_FAMILY = "decision_mamba"
 POLICY_BUNDLE_ENV = "BEHAVE_DECISION_MAMBA_BUNDLE"
+NEURAL_FAMILY = "neuroformer"
+NEURAL_BUNDLE_ENV = "BEHAVE_NEUROFORMER_BUNDLE"
 # POST /act sessions, read at start-up: idle lifetime, how many at once, batching of their steps
 SESSION_ENV = {
     "ttl_s": ("BEHAVE_SESSION_TTL_S", 600.0),
@@ -148,6 +166,7 @@ class BehaveService:
         self._load_behavegpt(device)
         self._load_policy(device)
         self._load_forecaster(device)
+        self._load_neuroformer(device)
 
     def _load_behavegpt(self, device: str) -> None:
         self.predictor = None
@@ -239,6 +258,32 @@ class BehaveService:
             c.predict_steps,
             c.hz,
             "on" if c.graph_stream else "off",
+        )
+
+    def _load_neuroformer(self, device: str) -> None:
+        """``behave.neuroformer@champion`` (or a local bundle)."""
+        self.neuroformer = None
+        self.neuroformer_version = ""
+        self.neuroformer_unavailable: str | None = None
+        neural_schemas.use_neural_model(None)
+        try:
+            path, self.neuroformer_version, source = _champion(NEURAL_FAMILY, NEURAL_BUNDLE_ENV)
+        except LookupError as err:
+            self.neuroformer_unavailable = str(err)
+            log.warning("Neuroformer routes answer 503: %s", self.neuroformer_unavailable)
+            return
+        from behave.inference.neuroformer import load_neuroformer
+
+        runner = load_neuroformer(path, device)
+        neural_schemas.use_neural_model(runner.num_neurons, runner.stimulus_channels)
+        self.neuroformer = runner
+        log.info(
+            "Neuroformer %s on %s: %d neurons, %d stimulus channels, decodes %s",
+            source,
+            device,
+            runner.num_neurons,
+            runner.stimulus_channels,
+            runner.meta.get("behavior"),
         )
 
     @bentoml.on_shutdown
@@ -503,7 +548,93 @@ class BehaveService:
             model_version=self.forecaster_version,
         )
 
+    @bentoml.api(route="/neural/decode", input_spec=DecodeInput)
+    def neural_decode(self, **fields) -> DecodeResponse:
+        """The behavior decoded from a recording's spikes, one value per 50 ms window after
+        the first previous window (150 ms). Stimulus rows (one per 10 ms bin from time 0) are
+        optional."""
+        from behave.inference.neuroformer import InputError
+
+        request = DecodeInput(**fields)
+        runner = self._require_neuroformer()
+        try:
+            result = runner.decode(
+                [s.neuron for s in request.spikes],
+                [s.time for s in request.spikes],
+                request.stimulus,
+            )
+        except InputError as err:  # the schema checks the same things; kept as a safety net
+            return _input_error_response(err)
+        return DecodeResponse(**result, model_version=self.neuroformer_version)
+
+    @bentoml.api(route="/neural/generate", input_spec=GenerateInput)
+    def neural_generate(self, **fields) -> SpikesGenerateResponse:
+        """Spikes generated autoregressively for ``duration_s`` after the context (its last
+        150 ms are read). Sampling is seeded: the same request gives the same spikes."""
+        from behave.inference.neuroformer import InputError
+
+        request = GenerateInput(**fields)
+        runner = self._require_neuroformer()
+        try:
+            result = runner.generate(
+                [s.neuron for s in request.spikes],
+                [s.time for s in request.spikes],
+                duration_s=request.duration_s,
+                stimulus=request.stimulus,
+                seed=request.seed,
+                temperature=request.temperature,
+                top_k=request.top_k,
+                top_p=request.top_p,
+            )
+        except InputError as err:
+            return _input_error_response(err)
+        return SpikesGenerateResponse(
+            spikes=[SpikeEvent(**e) for e in result["spikes"]],
+            start_s=result["start_s"],
+            end_s=result["end_s"],
+            model_version=self.neuroformer_version,
+        )
+
+    @http_routes.get(
+        "/neural/connectivity",
+        response_model=ConnectivityResponse,
+        responses={503: {"model": ErrorResponse, "description": "no Neuroformer loaded"}},
+        summary="The champion's inferred connectivity",
+    )
+    def neural_connectivity(self, top: int = 20):
+        """Averaged attention from source (row) to target (column) neurons; 1 = uniform."""
+        if self.neuroformer is None:
+            return _unavailable_response(self.neuroformer_unavailable)
+        matrix = self.neuroformer.connectivity
+        if matrix is None:
+            return _unavailable_response(
+                "this Neuroformer bundle has no connectivity; retrain it with "
+                "`behave fit --config pipelines/neuroformer.yaml`"
+            )
+        import numpy as np
+
+        shown = matrix.copy()
+        np.fill_diagonal(shown, -np.inf)
+        flat = np.argsort(-shown, axis=None)[: max(0, min(top, 1000))]
+        n = matrix.shape[0]
+        return ConnectivityResponse(
+            num_neurons=n,
+            matrix=np.round(matrix, 5).tolist(),
+            top_edges=[
+                {"source": int(i // n), "target": int(i % n), "weight": float(matrix.flat[i])}
+                for i in flat
+            ],
+            model_version=self.neuroformer_version,
+        )
+
     # ---- helpers -------------------------------------------------------------------------
+    def _require_neuroformer(self):
+        if self.neuroformer is None:  # normally answered earlier by _ModelRequired
+            raise bentoml.exceptions.ServiceUnavailable(
+                self.neuroformer_unavailable or "no Neuroformer"
+            )
+        return self.neuroformer
+
     def _require_forecaster(self):
         if self.forecaster is None:  # normally answered earlier by _ModelRequired
             raise bentoml.exceptions.ServiceUnavailable(
@@ -557,6 +688,8 @@ class _ModelRequired:
 _API_MODELS = {
     "act": ("sessions", "policy_unavailable"),
     "forecast_trajectories": ("forecaster", "forecaster_unavailable"),
+    "neural_decode": ("neuroformer", "neuroformer_unavailable"),
+    "neural_generate": ("neuroformer", "neuroformer_unavailable"),
 }
 BehaveService.add_asgi_middleware(
     _ModelRequired,

@@ -23,4 +23,8 @@ def load_predictor(bundle_dir: Path, device: str = "cpu"):
         from behave.inference.graph_lstm import load_forecaster
 
         return load_forecaster(bundle_dir, device)
+    if family == "neuroformer":
+        from behave.inference.neuroformer import load_neuroformer
+
+        return load_neuroformer(bundle_dir, device)
     raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")

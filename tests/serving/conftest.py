@@ -30,6 +30,7 @@ READY_TIMEOUT_S = 90
 POLICY_STATE_DIM, POLICY_ACT_DIM = 4, 2
 POLICY_TARGET_RETURN = 50.0
 FORECAST_OBSERVE = 6  # positions the tiny Graph-LSTM observes (tests/serving/test_trajectory.py)
+NEURAL_NEURONS, NEURAL_STIMULUS = 12, 3  # the tiny Neuroformer (tests/serving/test_neural.py)
 ACT_SERVER_ENV = {
     "BEHAVE_SESSION_TTL_S": "3",
     "BEHAVE_MAX_SESSIONS": "16",
@@ -279,9 +280,45 @@ def forecaster_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def policy_registry(policy_bundle, forecaster_bundle, tmp_path_factory) -> dict[str, str]:
-    """A temporary MLflow store whose behave.decision_mamba@champion is the tiny policy and
-    behave.graph_lstm@champion the tiny forecaster (and that has no BehaveGPT)."""
+def neuroformer_bundle(tmp_path_factory) -> Path:
+    """A random-init Neuroformer bundle: 12 neurons, 3 stimulus channels, with a connectivity
+    matrix whose strongest edge is 3 -> 7."""
+    import numpy as np
+    import torch
+
+    from behave.data.spike_tokens import TokenSpec
+    from behave.inference.neuroformer import save_bundle
+    from behave.models.neuroformer import Neuroformer, NeuroformerConfig
+
+    torch.manual_seed(0)
+    spec = TokenSpec(num_neurons=NEURAL_NEURONS, max_current=16, max_previous=40)
+    config = NeuroformerConfig(
+        num_neurons=NEURAL_NEURONS,
+        max_current=16,
+        max_previous=40,
+        stimulus_channels=NEURAL_STIMULUS,
+        d_model=16,
+        num_heads=2,
+        dropout=0.0,
+    )
+    connectivity = np.full((NEURAL_NEURONS, NEURAL_NEURONS), 0.5, np.float32)
+    connectivity[3, 7] = 4.0
+    meta = {
+        "bin_s": 0.01,
+        "behavior": "running_speed",
+        "behavior_stats": {"mean": 10.0, "std": 2.0},
+    }
+    out_dir = tmp_path_factory.mktemp("neuroformer") / "bundle"
+    return save_bundle(Neuroformer(config).eval(), out_dir, spec, connectivity, meta)
+
+
+@pytest.fixture(scope="session")
+def policy_registry(
+    policy_bundle, forecaster_bundle, neuroformer_bundle, tmp_path_factory
+) -> dict[str, str]:
+    """A temporary MLflow store whose behave.decision_mamba@champion is the tiny policy,
+    behave.graph_lstm@champion the tiny forecaster and behave.neuroformer@champion the tiny
+    Neuroformer (and that has no BehaveGPT)."""
     import pandas as pd
 
     from behave import tracking
@@ -317,13 +354,23 @@ def policy_registry(policy_bundle, forecaster_bundle, tmp_path_factory) -> dict[
         tracking.register_model(
             run.info.run_id, "graph_lstm", forecaster_bundle, scene, forecaster.predict_frame(scene)
         )
+        from behave.inference.neuroformer import load_neuroformer
+
+        spikes = pd.DataFrame({"neuron": [0, 1, 2, 3], "time": [0.0, 0.05, 0.1, 0.19]})
+        tracking.register_model(
+            run.info.run_id,
+            "neuroformer",
+            neuroformer_bundle,
+            spikes,
+            load_neuroformer(neuroformer_bundle).predict_frame(spikes),
+        )
         tracking.client().set_terminated(run.info.run_id)
     return {**env, "EXPECTED_VERSION": str(version)}
 
 
 @pytest.fixture(scope="session")
 def act_server(launched_empty_server, policy_registry, tmp_path_factory) -> Iterator[Server]:
-    """The service on a store with a Decision Mamba and a Graph-LSTM champion (no BehaveGPT),
+    """The service on a store with Decision Mamba, Graph-LSTM and Neuroformer champions (no BehaveGPT),
     short session TTL."""
     env = {k: v for k, v in policy_registry.items() if k != "EXPECTED_VERSION"}
     server = launch_server(
