@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# README command (1): set up, generate data, train BehaveGPT, Decision Mamba and the Graph-LSTM,
-# register and review them in MLflow, serve them with BentoML, send example requests (including
-# LunarLander episodes flown through POST /act and highway scenes forecast through
-# POST /trajectory/forecast), print where to look, stop cleanly.
+# README command (1): set up, generate data, train BehaveGPT, Decision Mamba, the Graph-LSTM and
+# Neuroformer, register and review them in MLflow, serve them with BentoML, send example requests
+# (including LunarLander episodes flown through POST /act, highway scenes forecast through
+# POST /trajectory/forecast and a held-out trial's spikes decoded through POST /neural/decode),
+# print where to look, stop cleanly.
 #   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
 #   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
 #   BEHAVE_KEEP_SERVING  set to 1 to leave the service running at the end
@@ -51,6 +52,14 @@ behave fit --config pipelines/graph-lstm.yaml --data.data_dir data/traffic-demo 
 
 step "reviewing the new Graph-LSTM version on the held-out scenes (FDE at 5 s decides)"
 behave promote graph_lstm
+
+step "simulating a spiking circuit (100 neurons, 5 hubs, drifting gratings, running speed) -> data/spikes"
+behave data generate spikes --out data/spikes --no-progress
+
+# A short run of the real pipeline (the full one: 3 epochs, see README).
+step "pretraining Neuroformer on it (1 short epoch; few-shot behavior decoding, connectivity, generation scored)"
+behave fit --config pipelines/neuroformer.yaml --trainer.max_epochs 1 --data.stride_bins 5 \
+  --model.few_shot_epochs 10 --model.generate_trials 4 --trainer.enable_model_summary false
 
 step "starting the service on ${url}"
 log=$(mktemp -t behave-serve.XXXX.log)
@@ -122,12 +131,20 @@ step "a bad request: a 3-position track is a 400 naming the field"
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/trajectory/forecast" -H 'content-type: application/json' \
   -d '{"scenes": [{"agents": [{"agent_id": "a", "track": [[0, 0], [2.5, 0], [5, 0]]}]}]}'
 
+step "Neuroformer on a held-out trial: POST /neural/decode, POST /neural/generate, GET /neural/connectivity"
+python scripts/neural_client.py --url "$url" --data-dir data/spikes
+
+step "a bad request: unsorted spikes are a 400 with the reason"
+curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/neural/decode" -H 'content-type: application/json' \
+  -d '{"spikes": [{"neuron": 3, "time": 0.20}, {"neuron": 5, "time": 0.10}]}'
+
 step "done in $(( $(date +%s) - started )) s. Where to look:"
 cat <<EOF
   service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
   MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
                  then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba",
-                 "graph-lstm"; models "behave.behavegpt", "behave.decision_mamba", "behave.graph_lstm")
+                 "graph-lstm", "neuroformer"; models "behave.behavegpt", "behave.decision_mamba",
+                 "behave.graph_lstm", "behave.neuroformer")
   serve again    . .venv/bin/activate && behave serve
 EOF
 if [ "${BEHAVE_KEEP_SERVING:-0}" = "1" ]; then

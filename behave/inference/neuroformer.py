@@ -7,11 +7,9 @@ end-of-fit report that the service calls per request.
   (seeded ``torch.Generator``; temperature, top-k, top-p), until EOS or the window is full.
 - :func:`generate_trials` — rolls windows forward through whole trials: each generated window
   becomes part of the next window's previous context.
-- :func:`attention_connectivity` — the averaged attention from source to target neurons: for
-  each query token whose *next* token is a spike of neuron ``t`` (the spike the query predicts),
-  the attention it pays to a previous-window spike of neuron ``s`` is added to ``A[s, t]``.
-  Weights are multiplied by the number of keys the query could see, so 1 means "as much as
-  uniform attention", and averaged over all co-occurrences of (s in previous, t next).
+- :func:`attention_connectivity` — the averaged attention from source to target neurons: by
+  default the per-neuron readout's, whose query for target ``t`` attends to each previous-window
+  spike of source ``s`` (a sigmoid weight in [0, 1]); averaged over windows.
 """
 
 from __future__ import annotations
@@ -79,13 +77,16 @@ def sample_window(
     ids[:, 0], offsets[:, 0] = spec.sos_id, 0
     done = torch.zeros(B, dtype=torch.bool, device=device)
     banned = torch.tensor([spec.pad_id, spec.sos_id], device=device)
+    contexts, _, _ = model.encode_context(previous_ids, previous_offsets, stimulus)
     for p in range(spec.max_current - 1):
-        out = model(ids, offsets, previous_ids, previous_offsets, stimulus)
-        id_logits = out.id_logits[:, p].float()  # (B, V)
+        # causal: tokens after p do not change position p's output, so feed only 0..p
+        hidden, _, _ = model.decode_tokens(ids[:, : p + 1], offsets[:, : p + 1], contexts)
+        state = hidden[:, p]  # (B, D)
+        id_logits = model.id_head(state).float()  # (B, V)
         id_logits[:, banned] = float("-inf")
         if p == spec.max_current - 2:  # the last slot can only close the window
             id_logits[:, : spec.num_neurons] = float("-inf")
-        off_logits = out.offset_logits[:, p, : spec.current_bins].float()  # (B, bins)
+        off_logits = model.offset_head(state)[:, : spec.current_bins].float()  # (B, bins)
         last = (
             offsets[:, p].clamp(max=spec.current_bins - 1)
             if p
@@ -168,15 +169,30 @@ def generate_trials(
 
 @torch.no_grad()
 def attention_connectivity(
-    model: Neuroformer, loader, spec: TokenSpec, *, layer: str | None = None, device="cpu"
+    model: Neuroformer,
+    loader,
+    spec: TokenSpec,
+    *,
+    layer: str | None = "readout",
+    max_lag_bins: int | None = None,
+    device="cpu",
 ) -> np.ndarray:
-    """Averaged attention A[source, target] (N, N) over the windows of ``loader`` (see the
-    module docstring); pairs never seen together are 0. ``layer`` names the attention map
-    (default: the last cross block's attention to the previous window)."""
+    """Averaged attention A[source, target] (N, N) over the windows of ``loader``; pairs never
+    seen together are 0; heads averaged.
+
+    - ``readout`` (default): the per-neuron readout, whose query is the target neuron itself:
+      its (sigmoid) attention weight on each previous-window spike of the source, in every
+      window;
+    - ``cross.<i>.previous``: a cross block's softmax attention, credited to the neuron of the
+      token each query predicts (the next token), multiplied by the number of keys the query
+      could see (1 = uniform attention).
+
+    ``max_lag_bins``: only previous-window spikes at most that many bins before the current
+    window count."""
     was_training = model.training
     model.eval()
-    N = spec.num_neurons
-    layer = layer or f"cross.{model.config.cross_layers - 1}.previous"
+    N, P = spec.num_neurons, spec.previous_bins
+    layer = layer or "readout"
     total = torch.zeros(N * N, dtype=torch.float64)
     seen = torch.zeros(N * N, dtype=torch.float64)
     try:
@@ -187,19 +203,26 @@ def attention_connectivity(
                 batch["current_offsets"].to(device),
                 prev,
                 batch["previous_offsets"].to(device),
-                batch.get("stimulus").to(device) if "stimulus" in batch else None,
+                batch["stimulus"].to(device) if "stimulus" in batch else None,
                 need_weights=True,
             )
-            w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp): heads averaged
-            target = cur[:, 1:]  # (B, Lc - 1) the spike each query predicts
             key_ok = prev < N  # (B, Lp)
-            lift = w * (key_ok.sum(-1, keepdim=True) + 1)[:, :, None]  # uniform -> 1
-            pair_ok = (target < N)[:, :, None] & key_ok[:, None, :]
-            index = prev[:, None, :] * N + target[:, :, None]  # (B, Lc - 1, Lp)
-            total.index_add_(0, index[pair_ok].cpu(), lift[pair_ok].double().cpu())
-            seen.index_add_(
-                0, index[pair_ok].cpu(), torch.ones(int(pair_ok.sum()), dtype=torch.float64)
-            )
+            if max_lag_bins is not None:
+                key_ok &= batch["previous_offsets"].to(device) >= P - max_lag_bins
+            if layer == "readout":
+                w = out.attention["readout"].mean(1)[:, :, 1:]  # (B, N, Lp)
+                target = torch.arange(N, device=device).expand(cur.shape[0], N)  # (B, N)
+                target_ok = torch.ones_like(target, dtype=torch.bool)
+            else:
+                w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp)
+                target = cur[:, 1:]  # the spike each query predicts
+                target_ok = target < N
+            keys = (prev < N).sum(-1, keepdim=True) + 1  # what the query could see, null too
+            lift = w if layer == "readout" else w * keys[:, :, None]  # softmax: uniform -> 1
+            pair_ok = target_ok[:, :, None] & key_ok[:, None, :]
+            index = (prev[:, None, :] * N + target[:, :, None])[pair_ok].cpu()
+            total.index_add_(0, index, lift[pair_ok].double().cpu())
+            seen.index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
     finally:
         model.train(was_training)
     return (total / seen.clamp_min(1)).view(N, N).float().numpy()

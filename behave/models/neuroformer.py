@@ -63,6 +63,7 @@ class NeuroformerConfig:
     previous_layers: int = 1  # self-attention encoder of the previous window
     dropout: float = 0.1
     contrastive_dim: int = 64  # shared space of the neural-stimulus contrastive term
+    readout_heads: int = 1  # heads of the per-neuron readout (1: one attention map per target)
 
     @property
     def id_vocab(self) -> int:  # V: neurons + pad + SOS + EOS
@@ -93,15 +94,23 @@ class NeuroformerOutput:
     behavior: torch.Tensor  # (B,) decoded behavior of the current window
     neural_embedding: torch.Tensor  # (B, C) unit norm
     stimulus_embedding: torch.Tensor | None  # (B, C) unit norm; None without stimulus
+    readout_logits: torch.Tensor  # (B, N, current_bins) does neuron n spike in bin c
     attention: dict[str, torch.Tensor] | None  # layer name -> (B, H, Lq, Lk), on request
 
 
 class Attention(nn.Module):
-    """Multi-head attention; fused kernel unless the weights are asked for."""
+    """Multi-head attention; fused kernel unless the weights are asked for.
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float):
+    ``sigmoid=True``: each key's weight is its own sigmoid (no softmax competition between
+    keys; Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for Sigmoid
+    Self-Attention"), summed, not averaged, so a weight reads as "how much this key counts"."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float, sigmoid: bool = False):
         super().__init__()
         self.num_heads = num_heads
+        self.sigmoid = sigmoid
+        # sigmoid weights start small (~0.02): a window's ~100 keys then sum to about 2
+        self.sigmoid_bias = nn.Parameter(torch.full((num_heads, 1, 1), -4.0)) if sigmoid else None
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -125,7 +134,12 @@ class Attention(nn.Module):
             tril = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device).tril()
             allowed = allowed & tril  # (B, 1, Lq, Lk): no attention to later tokens
         weights = None
-        if need_weights:
+        if self.sigmoid:
+            scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5 + self.sigmoid_bias
+            weights = torch.sigmoid(scores) * allowed  # (B, H, Lq, Lk), 0 where not allowed
+            y = weights @ v
+            weights = weights if need_weights else None
+        elif need_weights:
             scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)  # (B, H, Lq, Lk)
             y = weights @ v
@@ -222,6 +236,14 @@ class Neuroformer(nn.Module):
         self.neural_projection = nn.Linear(D, config.contrastive_dim)
         self.stimulus_projection = nn.Linear(D, config.contrastive_dim)
         self.behavior_head = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, 1))
+        # per-neuron readout: one learned query per target neuron reads the previous window
+        self.neuron_queries = nn.Embedding(config.num_neurons, D)
+        self.readout_norm = nn.LayerNorm(D)
+        self.readout = Attention(D, config.readout_heads, config.dropout, sigmoid=True)
+        self.readout_context = nn.Linear(D, D)
+        self.readout_head = nn.Sequential(
+            nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(), nn.Linear(D, config.current_bins)
+        )
         self.drop = nn.Dropout(config.dropout)
 
     @property
@@ -252,6 +274,9 @@ class Neuroformer(nn.Module):
     def _contexts(self, previous_ids, previous_offsets, stimulus, behavior, behavior_valid):
         B, device = previous_ids.shape[0], previous_ids.device
         contexts = {"previous": self.encode_previous(previous_ids, previous_offsets)}
+        # the readout's keys say who spiked and when, nothing else (no position in the list)
+        keys = self.id_embedding(previous_ids) + self.previous_offset_embedding(previous_offsets)
+        contexts["readout"] = self._with_null(keys, previous_ids != self.pad_id, 0)
         if stimulus is None or self.config.stimulus_channels == 0:
             stim_x = torch.zeros(B, 0, self.config.d_model, device=device)
             stim_valid = torch.zeros(B, 0, dtype=torch.bool, device=device)
@@ -273,20 +298,40 @@ class Neuroformer(nn.Module):
         contexts["behavior"] = self._with_null(beh_x, beh_valid, 2)
         return contexts, stim_x, stim_valid
 
-    def forward(
+    def _readout(self, contexts, stim_x, stim_valid, need_weights):
+        """Spike logits of every neuron in each current bin, each from its own query over the
+        previous window's spikes: the query does not depend on the window, so its attention
+        weights say which earlier spikes that neuron reads (connectivity), not which spikes are
+        salient in general. Sigmoid attention, so a driver's weight does not shrink when other
+        neurons are busy. The stimulus enters after the attention, as a shared rate drive."""
+        keys, valid = contexts["readout"]  # (B, 1 + Lp, D): null + (id, offset), no positions
+        B = keys.shape[0]
+        queries = self.neuron_queries.weight.expand(B, -1, -1)  # (B, N, D)
+        read, weights = self.readout(self.readout_norm(queries), keys, valid, False, need_weights)
+        drive = self.readout_context(_masked_mean(stim_x, stim_valid))[:, None]  # (B, 1, D)
+        return self.readout_head(queries + read + drive), weights  # (B, N, current_bins)
+
+    def encode_context(
         self,
-        current_ids: torch.Tensor,  # (B, Lc)
-        current_offsets: torch.Tensor,  # (B, Lc)
         previous_ids: torch.Tensor,  # (B, Lp)
         previous_offsets: torch.Tensor,  # (B, Lp)
         stimulus: torch.Tensor | None = None,  # (B, Ls, S)
-        behavior: torch.Tensor | None = None,  # (B, Lb) past behavior (context)
-        behavior_valid: torch.Tensor | None = None,  # (B,) False: mask this window's behavior
+        behavior: torch.Tensor | None = None,  # (B, Lb)
+        behavior_valid: torch.Tensor | None = None,  # (B,)
+    ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Everything the current tokens attend to; computed once per window (generation
+        reuses it at every step)."""
+        return self._contexts(previous_ids, previous_offsets, stimulus, behavior, behavior_valid)
+
+    def decode_tokens(
+        self,
+        current_ids: torch.Tensor,  # (B, Lc)
+        current_offsets: torch.Tensor,  # (B, Lc)
+        contexts: dict,
         need_weights: bool = False,
-    ) -> NeuroformerOutput:
-        contexts, stim_x, stim_valid = self._contexts(
-            previous_ids, previous_offsets, stimulus, behavior, behavior_valid
-        )
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Current tokens through the blocks: normed hidden states (B, Lc, D), validity,
+        attention maps (when asked for)."""
         valid = current_ids != self.pad_id  # (B, Lc)
         pos = torch.arange(current_ids.shape[1], device=current_ids.device)
         x = self.drop(
@@ -302,13 +347,33 @@ class Neuroformer(nn.Module):
             attention.update({f"cross.{i}.{k}": v for k, v in w.items()})
         for i, block in enumerate(self.final_blocks):
             x, attention[f"final.{i}"] = block(x, valid, need_weights)
-        x = self.norm(x)
+        return self.norm(x), valid, attention
 
+    def forward(
+        self,
+        current_ids: torch.Tensor,  # (B, Lc)
+        current_offsets: torch.Tensor,  # (B, Lc)
+        previous_ids: torch.Tensor,  # (B, Lp)
+        previous_offsets: torch.Tensor,  # (B, Lp)
+        stimulus: torch.Tensor | None = None,  # (B, Ls, S)
+        behavior: torch.Tensor | None = None,  # (B, Lb) past behavior (context)
+        behavior_valid: torch.Tensor | None = None,  # (B,) False: mask this window's behavior
+        need_weights: bool = False,
+    ) -> NeuroformerOutput:
+        contexts, stim_x, stim_valid = self.encode_context(
+            previous_ids, previous_offsets, stimulus, behavior, behavior_valid
+        )
+        x, valid, attention = self.decode_tokens(
+            current_ids, current_offsets, contexts, need_weights
+        )
         neural = _masked_mean(x, valid)  # (B, D)
         prev_x, prev_valid = contexts["previous"]
         behavior_pred = self.behavior_head(
             torch.cat([neural, _masked_mean(prev_x, prev_valid)], -1)
         ).squeeze(-1)  # (B,)
+        readout_logits, attention["readout"] = self._readout(
+            contexts, stim_x, stim_valid, need_weights
+        )
         stimulus_embedding = None
         if stim_x.shape[1]:
             stimulus_embedding = F.normalize(
@@ -320,6 +385,7 @@ class Neuroformer(nn.Module):
             behavior=behavior_pred,
             neural_embedding=F.normalize(self.neural_projection(neural), dim=-1),
             stimulus_embedding=stimulus_embedding,
+            readout_logits=readout_logits,
             attention=attention if need_weights else None,
         )
 

@@ -35,7 +35,7 @@ def adjacency_heatmaps(inferred: np.ndarray, true: np.ndarray):
     axes[0].imshow(true[order][:, order], cmap="Greys", interpolation="nearest")
     axes[0].set_title("true adjacency")
     im = axes[1].imshow(shown[order][:, order], cmap="viridis", interpolation="nearest")
-    axes[1].set_title("attention (source -> target)")
+    axes[1].set_title("averaged attention (source -> target)")
     fig.colorbar(im, ax=axes[1], fraction=0.046)
     for ax in axes:
         ax.set_xlabel("target neuron (sorted by source out-degree)")

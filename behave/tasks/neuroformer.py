@@ -5,6 +5,7 @@ Pretraining loss (Antoniades et al., §3.3):
     id_weight · CE(next neuron id) + offset_weight · CE(next offset)
     + contrastive_weight · symmetric InfoNCE between neural and stimulus embeddings
     + behavior_weight · MSE of the decoded behavior        (0 in pretraining by default)
+    + readout_weight · BCE of the per-neuron readout (does neuron n spike in current bin c)
 
 Past behavior is given as context to a random ``behavior_dropout`` share of windows only; the
 behavior MSE is scored only on the others, so the head never learns to copy the past of what
@@ -15,11 +16,12 @@ pretrained weights:
 
 1. **few-shot decoding** — the behavior head alone is fine-tuned (``few_shot_epochs``) on the
    windows of the ``few_shot_trials`` first train trials; R² on the test trials;
-2. **next-window prediction** — every test window is generated greedily from its true previous
-   window and stimulus; precision / recall / F1 of the generated vs true neuron ids;
+2. **next-window prediction** — every test window is generated (seeded sampling) from its true
+   previous window and stimulus; precision / recall / F1 of the generated vs true neuron ids;
 3. **connectivity** — the averaged attention from source to target neurons over the test windows
-   (behave/inference/neuroformer.py), AUROC / AUPRC against the data's true adjacency; it is
-   stored in the bundle for ``GET /neural/connectivity``;
+   (behave/inference/neuroformer.py; by default the per-neuron readout's attention, whose query
+   is the target neuron itself), AUROC / AUPRC against the data's true adjacency; it is stored
+   in the bundle for ``GET /neural/connectivity``;
 4. **generation** — test trials generated from their first previous window (seeded sampling);
    PSTH correlation with the real test trials, and a raster of real vs generated spikes.
 """
@@ -64,6 +66,8 @@ class NeuroformerTask(L.LightningModule):
         contrastive_weight: float = 0.1,
         contrastive_temperature: float = 0.1,
         behavior_weight: float = 0.0,
+        readout_weight: float = 1.0,
+        readout_heads: int = 1,
         behavior_dropout: float = 0.5,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.01,
@@ -72,7 +76,8 @@ class NeuroformerTask(L.LightningModule):
         few_shot_learning_rate: float = 3e-3,
         generate_trials: int = 8,
         generation_temperature: float = 1.0,
-        connectivity_layer: str | None = None,
+        connectivity_layer: str | None = "readout",
+        connectivity_max_lag_bins: int | None = None,
     ) -> None:
         """
         Args:
@@ -81,15 +86,25 @@ class NeuroformerTask(L.LightningModule):
             behavior_dropout: share of training windows that see past behavior as context.
             few_shot_epochs: epochs fine-tuning the behavior head on the few-shot trials (0: skip).
             generate_trials: test trials generated for the PSTH comparison and the raster.
-            connectivity_layer: attention map read for connectivity (default: last cross block's
-                attention to the previous window, ``cross.<i>.previous``; or ``self.0``...).
+            readout_weight: weight of the per-neuron readout's spike loss (binary cross-entropy
+                of "neuron n spikes in current bin c").
+            connectivity_layer: attention map read for connectivity: ``readout`` (the
+                per-neuron readout; default) or a cross block's ``cross.<i>.previous``.
+            connectivity_max_lag_bins: only previous-window spikes this many bins or fewer
+                before the current window count (None: the whole previous window).
         """
         super().__init__()
         if data_info is None:
             raise ConfigError(
                 "model.data_info is missing: it is linked from the datamodule; run via `behave fit`"
             )
-        for name in ("id_weight", "offset_weight", "contrastive_weight", "behavior_weight"):
+        for name in (
+            "id_weight",
+            "offset_weight",
+            "contrastive_weight",
+            "behavior_weight",
+            "readout_weight",
+        ):
             if locals()[name] < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {locals()[name]}")
         if not 0 <= behavior_dropout <= 1:
@@ -118,6 +133,7 @@ class NeuroformerTask(L.LightningModule):
             previous_layers=hp["previous_layers"],
             dropout=hp["dropout"],
             contrastive_dim=hp["contrastive_dim"],
+            readout_heads=hp.get("readout_heads", 1),
         )
 
     # ---- forward and losses ------------------------------------------------------------------
@@ -152,6 +168,11 @@ class NeuroformerTask(L.LightningModule):
             "offset_ce": F.cross_entropy(out.offset_logits[:, :-1][scored], targets_off[scored]),
         }
         total = hp.id_weight * losses["id_ce"] + hp.offset_weight * losses["offset_ce"]
+        if hp.readout_weight > 0:
+            losses["readout_bce"] = F.binary_cross_entropy_with_logits(
+                out.readout_logits, self._spiked(batch)
+            )
+            total = total + hp.readout_weight * losses["readout_bce"]
         if out.stimulus_embedding is not None and hp.contrastive_weight > 0:
             logits = out.neural_embedding @ out.stimulus_embedding.T / hp.contrastive_temperature
             labels = torch.arange(len(logits), device=logits.device)
@@ -168,6 +189,16 @@ class NeuroformerTask(L.LightningModule):
                     total = total + hp.behavior_weight * losses["behavior_mse"]
         losses["loss"] = total
         return losses
+
+    def _spiked(self, batch) -> torch.Tensor:
+        """(B, N, current_bins) 1 where the neuron spiked in that bin of the current window."""
+        ids, offsets = batch["current_ids"], batch["current_offsets"]
+        N, C = self.spec.num_neurons, self.spec.current_bins
+        real = (ids < N) & (offsets < C)
+        flat = torch.where(real, ids * C + offsets, torch.zeros_like(ids))
+        spiked = torch.zeros(ids.shape[0], N * C, device=ids.device)
+        spiked.scatter_add_(1, flat, real.float())  # non-spike tokens add 0 (at index 0)
+        return spiked.clamp_(max=1).view(-1, N, C)  # several spikes in one bin still give 1
 
     def _step(self, batch, stage: str):
         behavior_valid = self._behavior_mask(batch, stage)
@@ -250,10 +281,14 @@ class NeuroformerTask(L.LightningModule):
 
     @torch.no_grad()
     def next_window_ids(self, loader) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Greedy generation of each window from its true context: (generated, true) ids."""
+        """Each window generated (seeded sampling) from its true context: (generated, true) ids.
+
+        Sampled, not greedy: the most likely next token is almost never EOS, so greedy windows
+        run to the length limit."""
         from behave.inference.neuroformer import sample_window
 
         self.model.eval()
+        generator = torch.Generator(device=self.device).manual_seed(0)
         generated, true = [], []
         for batch in loader:
             batch = self._to_device(batch)
@@ -263,7 +298,7 @@ class NeuroformerTask(L.LightningModule):
                 batch["previous_ids"],
                 batch["previous_offsets"],
                 batch.get("stimulus"),
-                greedy=True,
+                generator=generator,
             )
             for row in range(len(ids)):
                 g, _ = tokens_to_events(
@@ -314,13 +349,30 @@ class NeuroformerTask(L.LightningModule):
 
         # 3. connectivity from attention
         self.connectivity = attention_connectivity(
-            self.model, loader, self.spec, layer=hp.connectivity_layer, device=self.device
+            self.model,
+            loader,
+            self.spec,
+            layer=hp.connectivity_layer,
+            max_lag_bins=hp.connectivity_max_lag_bins,
+            device=self.device,
         )
         adjacency = datamodule.binned.adjacency
         if adjacency is not None:
             rec = nm.connectivity_recovery(self.connectivity, adjacency)
             metrics.update({f"connectivity_{k}": v for k, v in rec.items()})
             figures["connectivity"] = adjacency_heatmaps(self.connectivity, adjacency)
+            # the other attention maps, scored the same way (which one reads the circuit best)
+            layers = ["readout"] + [
+                f"cross.{i}.previous" for i in range(self.model.config.cross_layers)
+            ]
+            for layer in layers:
+                if layer == (hp.connectivity_layer or "readout"):
+                    continue
+                other = attention_connectivity(
+                    self.model, loader, self.spec, layer=layer, device=self.device
+                )
+                rec = nm.connectivity_recovery(other, adjacency)
+                metrics[f"connectivity_auroc_{layer.replace('.', '_')}"] = rec["auroc"]
 
         # 4. generation vs held-out activity
         trials = datamodule.split[split][: hp.generate_trials]

@@ -102,10 +102,12 @@ def test_shapes_and_every_parameter_gets_gradient():
     assert out.offset_logits.shape == (B, Lc, CONFIG.current_offsets)
     assert out.behavior.shape == (B,)
     assert out.neural_embedding.shape == out.stimulus_embedding.shape == (B, 64)
+    assert out.readout_logits.shape == (B, N, SPEC.current_bins)
     loss = (
         out.id_logits.logsumexp(-1).mean()
         + out.offset_logits.logsumexp(-1).mean()
         + out.behavior.pow(2).mean()
+        + out.readout_logits.pow(2).mean()
         + (out.neural_embedding * out.stimulus_embedding).sum()
     )
     loss.backward()
@@ -118,6 +120,8 @@ def test_causal_masking_no_attention_to_later_tokens():
     model = Neuroformer(CONFIG).eval()
     b = _batch(_counts(), [20, 30])
     out = _forward(model, b, need_weights=True)
+    Lp = b["previous_ids"].shape[1]
+    assert out.attention["readout"].shape == (2, 1, N, 1 + Lp)  # one map per target neuron
     for name in ("self.0", "final.0"):
         w = out.attention[name]  # (B, H, Lc, Lc)
         upper = torch.triu(torch.ones_like(w[0, 0], dtype=torch.bool), diagonal=1)
@@ -193,6 +197,9 @@ def test_attention_connectivity_shape_and_bundle_round_trip(tmp_path):
     loader = [_batch(counts, [20, 30, 40, 50])]
     conn = attention_connectivity(model, loader, SPEC)
     assert conn.shape == (N, N) and np.isfinite(conn).all() and conn.max() > 0
+    near = attention_connectivity(model, loader, SPEC, max_lag_bins=3)
+    cross = attention_connectivity(model, loader, SPEC, layer="cross.1.previous")
+    assert near.shape == cross.shape == (N, N) and not np.allclose(near, conn)
     save_bundle(model, tmp_path / "b", SPEC, conn, {"bin_s": 0.01, "behavior": "speed"})
     runner = load_neuroformer(tmp_path / "b")
     np.testing.assert_allclose(runner.connectivity, conn)
