@@ -63,7 +63,7 @@ class NeuroformerConfig:
     previous_layers: int = 1  # self-attention encoder of the previous window
     dropout: float = 0.1
     contrastive_dim: int = 64  # shared space of the neural-stimulus contrastive term
-    readout_heads: int = 1  # heads of the per-neuron readout (1: one attention map per target)
+    readout_heads: int = 2  # heads of the per-neuron readout (room for excitation + inhibition)
 
     @property
     def id_vocab(self) -> int:  # V: neurons + pad + SOS + EOS
@@ -123,11 +123,14 @@ class Attention(nn.Module):
         key_valid: torch.Tensor,  # (B, Lk) bool
         causal: bool,
         need_weights: bool = False,
+        value_context: torch.Tensor | None = None,  # (B, Lk, D): values from these instead
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, Lq, D = x.shape
         H = self.num_heads
         q = self.q(x).view(B, Lq, H, D // H).transpose(1, 2)  # (B, H, Lq, Dh)
         k, v = self.kv(context).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)
+        if value_context is not None:
+            v = self.kv(value_context).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)[1]
         allowed = key_valid[:, None, None, :]  # (B, 1, 1, Lk)
         if causal:
             Lk = context.shape[1]
@@ -274,9 +277,15 @@ class Neuroformer(nn.Module):
     def _contexts(self, previous_ids, previous_offsets, stimulus, behavior, behavior_valid):
         B, device = previous_ids.shape[0], previous_ids.device
         contexts = {"previous": self.encode_previous(previous_ids, previous_offsets)}
-        # the readout's keys say who spiked and when, nothing else (no position in the list)
-        keys = self.id_embedding(previous_ids) + self.previous_offset_embedding(previous_offsets)
-        contexts["readout"] = self._with_null(keys, previous_ids != self.pad_id, 0)
+        # the readout's keys say who spiked and when, nothing else (no position in the list);
+        # its values say only when: which neuron spiked reaches a target through the
+        # target's attention weight alone, so that weight has to be the coupling
+        when = self.previous_offset_embedding(previous_offsets)
+        keys, valid = self._with_null(
+            self.id_embedding(previous_ids) + when, previous_ids != self.pad_id, 0
+        )
+        values, _ = self._with_null(when, valid[:, 1:], 0)
+        contexts["readout"] = (keys, valid, values)
         if stimulus is None or self.config.stimulus_channels == 0:
             stim_x = torch.zeros(B, 0, self.config.d_model, device=device)
             stim_valid = torch.zeros(B, 0, dtype=torch.bool, device=device)
@@ -303,11 +312,16 @@ class Neuroformer(nn.Module):
         previous window's spikes: the query does not depend on the window, so its attention
         weights say which earlier spikes that neuron reads (connectivity), not which spikes are
         salient in general. Sigmoid attention, so a driver's weight does not shrink when other
-        neurons are busy. The stimulus enters after the attention, as a shared rate drive."""
-        keys, valid = contexts["readout"]  # (B, 1 + Lp, D): null + (id, offset), no positions
+        neurons are busy; values carry only the spike's time, so the identity of a driver can
+        reach its target through the attention weight alone (were the values to carry it, the
+        head could learn the coupling from a bag of spikes and leave the attention flat, as it
+        did). The stimulus enters after the attention, as a shared rate drive."""
+        keys, valid, values = contexts["readout"]  # (B, 1 + Lp, D): null + spikes
         B = keys.shape[0]
         queries = self.neuron_queries.weight.expand(B, -1, -1)  # (B, N, D)
-        read, weights = self.readout(self.readout_norm(queries), keys, valid, False, need_weights)
+        read, weights = self.readout(
+            self.readout_norm(queries), keys, valid, False, need_weights, value_context=values
+        )
         drive = self.readout_context(_masked_mean(stim_x, stim_valid))[:, None]  # (B, 1, D)
         return self.readout_head(queries + read + drive), weights  # (B, N, current_bins)
 

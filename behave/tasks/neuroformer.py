@@ -67,7 +67,7 @@ class NeuroformerTask(L.LightningModule):
         contrastive_temperature: float = 0.1,
         behavior_weight: float = 0.0,
         readout_weight: float = 1.0,
-        readout_heads: int = 1,
+        readout_heads: int = 2,
         behavior_dropout: float = 0.5,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.01,
@@ -133,7 +133,7 @@ class NeuroformerTask(L.LightningModule):
             previous_layers=hp["previous_layers"],
             dropout=hp["dropout"],
             contrastive_dim=hp["contrastive_dim"],
-            readout_heads=hp.get("readout_heads", 1),
+            readout_heads=hp.get("readout_heads", 2),
         )
 
     # ---- forward and losses ------------------------------------------------------------------

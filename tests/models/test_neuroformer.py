@@ -121,7 +121,7 @@ def test_causal_masking_no_attention_to_later_tokens():
     b = _batch(_counts(), [20, 30])
     out = _forward(model, b, need_weights=True)
     Lp = b["previous_ids"].shape[1]
-    assert out.attention["readout"].shape == (2, 1, N, 1 + Lp)  # one map per target neuron
+    assert out.attention["readout"].shape == (2, 2, N, 1 + Lp)  # one map per target neuron
     for name in ("self.0", "final.0"):
         w = out.attention[name]  # (B, H, Lc, Lc)
         upper = torch.triu(torch.ones_like(w[0, 0], dtype=torch.bool), diagonal=1)
