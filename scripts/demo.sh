@@ -53,13 +53,14 @@ behave fit --config pipelines/graph-lstm.yaml --data.data_dir data/traffic-demo 
 step "reviewing the new Graph-LSTM version on the held-out scenes (FDE at 5 s decides)"
 behave promote graph_lstm
 
-step "simulating a spiking circuit (100 neurons, 5 hubs, drifting gratings, running speed) -> data/spikes"
-behave data generate spikes --out data/spikes --no-progress
+step "simulating a spiking circuit (100 neurons, 5 hubs, drifting gratings, running speed) -> data/spikes-demo"
+behave data generate spikes --out data/spikes-demo --trials 100 --no-progress
 
-# A short run of the real pipeline (the full one: 3 epochs, see README).
+# A short run of the real pipeline (the full one: 200 trials, 3 epochs, see README).
 step "pretraining Neuroformer on it (1 short epoch; few-shot behavior decoding, connectivity, generation scored)"
-behave fit --config pipelines/neuroformer.yaml --trainer.max_epochs 1 --data.stride_bins 5 \
-  --model.few_shot_epochs 10 --model.generate_trials 4 --trainer.enable_model_summary false
+behave fit --config pipelines/neuroformer.yaml --data.data_dir data/spikes-demo \
+  --trainer.max_epochs 1 --data.stride_bins 5 --model.few_shot_epochs 10 \
+  --model.generate_trials 4 --trainer.enable_model_summary false
 
 step "starting the service on ${url}"
 log=$(mktemp -t behave-serve.XXXX.log)
@@ -132,7 +133,7 @@ curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/trajectory/forecast" -H 'conte
   -d '{"scenes": [{"agents": [{"agent_id": "a", "track": [[0, 0], [2.5, 0], [5, 0]]}]}]}'
 
 step "Neuroformer on a held-out trial: POST /neural/decode, POST /neural/generate, GET /neural/connectivity"
-python scripts/neural_client.py --url "$url" --data-dir data/spikes
+python scripts/neural_client.py --url "$url" --data-dir data/spikes-demo
 
 step "a bad request: unsorted spikes are a 400 with the reason"
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/neural/decode" -H 'content-type: application/json' \
