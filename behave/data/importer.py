@@ -39,7 +39,7 @@ from behave.data.schema import (
     REQUIRED_COLUMNS,
 )
 
-__all__ = ["ImportSummary", "import_events"]
+__all__ = ["ImportSummary", "import_events", "read_table"]
 
 GENERATOR = "behave.data.importer"
 GENERATOR_VERSION = "1"
@@ -89,7 +89,9 @@ class ImportSummary:
         return f"{line}; {self.rows_quarantined:,} quarantined ({why}) → {self.quarantine_path}"
 
 
-def _read_source(source: Path) -> pl.DataFrame:
+def read_table(source: Path) -> pl.DataFrame:
+    """A CSV/TSV (every column as text: importers parse and validate it themselves, and
+    quarantine keeps the raw text) or Parquet file; DataError with the fix otherwise."""
     suffix = source.suffix.lower()
     if suffix not in _SUFFIXES:
         raise DataError(
@@ -237,7 +239,7 @@ def import_events(
     mapping = dict(mapping or {})
     if not isinstance(default_domain, str) or not default_domain.strip():
         raise ValueError(f"default_domain must be a non-empty string, got {default_domain!r}")
-    raw = _read_source(source)
+    raw = read_table(source)
     columns = _resolve_columns(raw, source, mapping)
     ts_expr, ts_kind = _parse_timestamp(raw, columns["timestamp"], timestamp_format)
     defaults = {**OPTIONAL_DEFAULTS, "domain": default_domain}

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from behave.data.importer import read_table
 from behave.data.manifest import DataError, read_manifest, write_manifest
 from behave.data.schema import MANIFEST_FILE, QUARANTINE_FILE
 from behave.data.spikes_sim import CircuitConfig, simulate_circuit
@@ -270,24 +271,6 @@ class SpikeImportSummary:
 _MAPPABLE = ("neuron", "time", "trial", "bin", "behavior")
 
 
-def _read_table(source: Path) -> pl.DataFrame:
-    if not source.is_file():
-        raise DataError(f"{source} does not exist; check the path")
-    suffix = source.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pl.read_parquet(source)
-        if suffix in (".csv", ".tsv"):
-            return pl.read_csv(
-                source, separator="\t" if suffix == ".tsv" else ",", infer_schema=False
-            )
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as err:
-        raise DataError(f"{source} could not be read as {suffix[1:]}: {err}") from err
-    raise DataError(
-        f"{source}: unsupported file type {suffix or '(none)'!r}; import a .csv or .parquet file"
-    )
-
-
 def _text(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars()
 
@@ -509,7 +492,7 @@ def import_spikes(
         if trial_s <= 0 or not math.isclose(fixed_bins * bin_s, trial_s, rel_tol=1e-9):
             raise ValueError(f"trial_s must be a positive multiple of bin_s={bin_s}, got {trial_s}")
 
-    raw = _read_table(source)
+    raw = read_table(source)
     columns = _columns(raw, mapping, ("neuron", "time", "trial"))
     for name in ("neuron", "time", "trial"):
         if name in mapping and mapping[name] not in raw.columns:
@@ -531,7 +514,7 @@ def import_spikes(
     behavior_name, stim_columns, cov_rows = None, [], 0
     if covariates is not None:
         covariates = Path(covariates)
-        cov_raw = _read_table(covariates)
+        cov_raw = read_table(covariates)
         cov_rows = cov_raw.height
         cov_good, cov_bad, behavior_name, stim_columns = _parse_covariates(
             cov_raw, covariates, mapping, bin_s, fixed_bins

@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from behave.data.importer import read_table
 from behave.data.manifest import DataError, write_manifest
 from behave.data.schema import QUARANTINE_FILE
 from behave.data.traffic_behavior import BehaviorRule
@@ -199,24 +200,6 @@ class TrackImportSummary:
 _REQUIRED = ("frame", "agent", "x", "y")
 
 
-def _read_table(source: Path) -> pl.DataFrame:
-    if not source.is_file():
-        raise DataError(f"{source} does not exist; check the path")
-    suffix = source.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pl.read_parquet(source)
-        if suffix in (".csv", ".tsv"):
-            return pl.read_csv(
-                source, separator="\t" if suffix == ".tsv" else ",", infer_schema=False
-            )
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as err:
-        raise DataError(f"{source} could not be read as {suffix[1:]}: {err}") from err
-    raise DataError(
-        f"{source}: unsupported file type {suffix or '(none)'!r}; import a .csv or .parquet file"
-    )
-
-
 def import_tracks(
     source: Path,
     out_dir: Path,
@@ -234,7 +217,7 @@ def import_tracks(
         raise ValueError(f"mapping: unknown column(s) {unknown}; map scene, frame, agent, x, y")
     if hz <= 0:
         raise ValueError(f"hz must be > 0, got {hz}")
-    raw = _read_table(source)
+    raw = read_table(source)
     columns = {}
     for name in (*_REQUIRED, "scene"):
         src = mapping.get(name, name)
