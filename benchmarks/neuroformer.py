@@ -50,6 +50,7 @@ TRAINED = (
     "connectivity_auroc",
     "connectivity_auprc",
     "connectivity_auprc_chance",
+    "connectivity_auroc_readout",
     "connectivity_auroc_cross_0_previous",
     "connectivity_auroc_cross_1_previous",
     "next_window_precision",

@@ -78,7 +78,7 @@ def main() -> None:
 
     conn = client.get("/neural/connectivity", params={"top": 10}).raise_for_status().json()
     adjacency = binned.adjacency
-    print("strongest inferred edges (source -> target, averaged attention weight):")
+    print("strongest inferred edges (source -> target, attention, 1 = uniform):")
     for e in conn["top_edges"]:
         mark = (
             ""

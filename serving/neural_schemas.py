@@ -153,7 +153,7 @@ class GenerateResponse(BaseModel):
 class ConnectivityResponse(BaseModel):
     num_neurons: int
     matrix: list[list[float]] = Field(
-        description="averaged attention from source (row) to target (column) (the per-neuron readout's sigmoid weight, 0..1)"
+        description="averaged attention from source (row) to target (column); 1 = as much as uniform attention"
     )
     top_edges: list[dict] = Field(description="the strongest source -> target pairs")
     model_version: str

@@ -602,7 +602,7 @@ class BehaveService:
         summary="The champion's inferred connectivity",
     )
     def neural_connectivity(self, top: int = 20):
-        """Averaged attention from source (row) to target (column) neurons (the per-neuron readout's sigmoid attention weight, 0..1)."""
+        """Averaged attention from source (row) to target (column) neurons; 1 = uniform."""
         if self.neuroformer is None:
             return _unavailable_response(self.neuroformer_unavailable)
         matrix = self.neuroformer.connectivity

@@ -8,8 +8,8 @@ end-of-fit report that the service calls per request.
 - :func:`generate_trials` — rolls windows forward through whole trials: each generated window
   becomes part of the next window's previous context.
 - :func:`attention_connectivity` — the averaged attention from source to target neurons: by
-  default the per-neuron readout's, whose query for target ``t`` attends to each previous-window
-  spike of source ``s`` (a sigmoid weight in [0, 1]); averaged over windows.
+  a cross block's attention to the previous window credited to the neuron each query predicts,
+  or the per-neuron readout's, whose query is the target itself; averaged over windows.
 """
 
 from __future__ import annotations
@@ -173,26 +173,24 @@ def attention_connectivity(
     loader,
     spec: TokenSpec,
     *,
-    layer: str | None = "readout",
+    layer: str = "cross.0.previous",
     max_lag_bins: int | None = None,
     device="cpu",
 ) -> np.ndarray:
     """Averaged attention A[source, target] (N, N) over the windows of ``loader``; pairs never
     seen together are 0; heads averaged.
 
-    - ``readout`` (default): the per-neuron readout, whose query is the target neuron itself:
-      its (sigmoid) attention weight on each previous-window spike of the source, in every
-      window;
-    - ``cross.<i>.previous``: a cross block's softmax attention, credited to the neuron of the
-      token each query predicts (the next token), multiplied by the number of keys the query
-      could see (1 = uniform attention).
+    - ``cross.<i>.previous`` (default ``cross.0.previous``): a cross block's softmax attention,
+      credited to the neuron of the token each query predicts (the next token), multiplied by
+      the number of keys the query could see (1 = uniform attention);
+    - ``readout``: the per-neuron readout, whose query is the target neuron itself: its
+      (sigmoid, 0..1) attention weight on each previous-window spike of the source.
 
     ``max_lag_bins``: only previous-window spikes at most that many bins before the current
     window count."""
     was_training = model.training
     model.eval()
     N, P = spec.num_neurons, spec.previous_bins
-    layer = layer or "readout"
     total = torch.zeros(N * N, dtype=torch.float64)
     seen = torch.zeros(N * N, dtype=torch.float64)
     try:

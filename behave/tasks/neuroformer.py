@@ -19,9 +19,9 @@ pretrained weights:
 2. **next-window prediction** — every test window is generated (seeded sampling) from its true
    previous window and stimulus; precision / recall / F1 of the generated vs true neuron ids;
 3. **connectivity** — the averaged attention from source to target neurons over the test windows
-   (behave/inference/neuroformer.py; by default the per-neuron readout's attention, whose query
-   is the target neuron itself), AUROC / AUPRC against the data's true adjacency; it is stored
-   in the bundle for ``GET /neural/connectivity``;
+   (behave/inference/neuroformer.py; by default the first cross block's attention to the
+   previous window, the best-scoring map), AUROC / AUPRC against the data's true adjacency, and
+   the other maps' AUROC beside it; it is stored in the bundle for ``GET /neural/connectivity``;
 4. **generation** — test trials generated from their first previous window (seeded sampling);
    PSTH correlation with the real test trials, and a raster of real vs generated spikes.
 """
@@ -76,7 +76,7 @@ class NeuroformerTask(L.LightningModule):
         few_shot_learning_rate: float = 3e-3,
         generate_trials: int = 8,
         generation_temperature: float = 1.0,
-        connectivity_layer: str | None = "readout",
+        connectivity_layer: str = "cross.0.previous",
         connectivity_max_lag_bins: int | None = None,
     ) -> None:
         """
@@ -88,8 +88,9 @@ class NeuroformerTask(L.LightningModule):
             generate_trials: test trials generated for the PSTH comparison and the raster.
             readout_weight: weight of the per-neuron readout's spike loss (binary cross-entropy
                 of "neuron n spikes in current bin c").
-            connectivity_layer: attention map read for connectivity: ``readout`` (the
-                per-neuron readout; default) or a cross block's ``cross.<i>.previous``.
+            connectivity_layer: attention map read for connectivity (and served): a cross
+                block's ``cross.<i>.previous`` (default: the first, the best on the benchmark) or
+                ``readout`` (the per-neuron readout). Every map is scored in the report.
             connectivity_max_lag_bins: only previous-window spikes this many bins or fewer
                 before the current window count (None: the whole previous window).
         """
@@ -366,7 +367,7 @@ class NeuroformerTask(L.LightningModule):
                 f"cross.{i}.previous" for i in range(self.model.config.cross_layers)
             ]
             for layer in layers:
-                if layer == (hp.connectivity_layer or "readout"):
+                if layer == hp.connectivity_layer:
                     continue
                 other = attention_connectivity(
                     self.model, loader, self.spec, layer=layer, device=self.device
