@@ -113,6 +113,12 @@ class NeuroformerTask(L.LightningModule):
         self.save_hyperparameters()
         self.spec = TokenSpec(**data_info["tokens"])
         self.model = Neuroformer(self.model_config(self.hparams))
+        maps = ["readout"] + [f"cross.{i}.previous" for i in range(cross_layers)]
+        if connectivity_layer not in maps:  # checked now, not after hours of training
+            raise ConfigError(
+                f"model.connectivity_layer {connectivity_layer!r} is not an attention map of "
+                f"this model; use one of {maps}"
+            )
         self.connectivity: np.ndarray | None = None
 
     @staticmethod
