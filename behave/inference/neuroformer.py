@@ -34,6 +34,7 @@ __all__ = [
     "sample_window",
     "generate_trials",
     "attention_connectivity",
+    "attention_connectivities",
     "InputError",
 ]
 
@@ -167,7 +168,6 @@ def generate_trials(
     return counts[:, P:]
 
 
-@torch.no_grad()
 def attention_connectivity(
     model: Neuroformer,
     loader,
@@ -188,11 +188,27 @@ def attention_connectivity(
 
     ``max_lag_bins``: only previous-window spikes at most that many bins before the current
     window count."""
+    return attention_connectivities(
+        model, loader, spec, [layer], max_lag_bins=max_lag_bins, device=device
+    )[layer]
+
+
+@torch.no_grad()
+def attention_connectivities(
+    model: Neuroformer,
+    loader,
+    spec: TokenSpec,
+    layers: list[str],
+    *,
+    max_lag_bins: int | None = None,
+    device="cpu",
+) -> dict[str, np.ndarray]:
+    """:func:`attention_connectivity` of several attention maps in one pass over ``loader``."""
     was_training = model.training
     model.eval()
     N, P = spec.num_neurons, spec.previous_bins
-    total = torch.zeros(N * N, dtype=torch.float64)
-    seen = torch.zeros(N * N, dtype=torch.float64)
+    total = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in layers}
+    seen = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in layers}
     try:
         for batch in loader:
             cur, prev = batch["current_ids"].to(device), batch["previous_ids"].to(device)
@@ -207,23 +223,27 @@ def attention_connectivity(
             key_ok = prev < N  # (B, Lp)
             if max_lag_bins is not None:
                 key_ok &= batch["previous_offsets"].to(device) >= P - max_lag_bins
-            if layer == "readout":
-                w = out.attention["readout"].mean(1)[:, :, 1:]  # (B, N, Lp)
-                target = torch.arange(N, device=device).expand(cur.shape[0], N)  # (B, N)
-                target_ok = torch.ones_like(target, dtype=torch.bool)
-            else:
-                w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp)
-                target = cur[:, 1:]  # the spike each query predicts
-                target_ok = target < N
-            keys = (prev < N).sum(-1, keepdim=True) + 1  # what the query could see, null too
-            lift = w if layer == "readout" else w * keys[:, :, None]  # softmax: uniform -> 1
-            pair_ok = target_ok[:, :, None] & key_ok[:, None, :]
-            index = (prev[:, None, :] * N + target[:, :, None])[pair_ok].cpu()
-            total.index_add_(0, index, lift[pair_ok].double().cpu())
-            seen.index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
+            keys = (prev < N).sum(-1, keepdim=True) + 1  # what a query could see, null too
+            for layer in layers:
+                if layer == "readout":
+                    lift = out.attention["readout"].mean(1)[:, :, 1:]  # (B, N, Lp), sigmoid
+                    target = torch.arange(N, device=device).expand(cur.shape[0], N)  # (B, N)
+                    target_ok = torch.ones_like(target, dtype=torch.bool)
+                else:
+                    w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp)
+                    lift = w * keys[:, :, None]  # softmax: uniform -> 1
+                    target = cur[:, 1:]  # the spike each query predicts
+                    target_ok = target < N
+                pair_ok = target_ok[:, :, None] & key_ok[:, None, :]
+                index = (prev[:, None, :] * N + target[:, :, None])[pair_ok].cpu()
+                total[layer].index_add_(0, index, lift[pair_ok].double().cpu())
+                seen[layer].index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
     finally:
         model.train(was_training)
-    return (total / seen.clamp_min(1)).view(N, N).float().numpy()
+    return {
+        layer: (total[layer] / seen[layer].clamp_min(1)).view(N, N).float().numpy()
+        for layer in layers
+    }
 
 
 # ---- bundles -------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ class NeuroformerTask(L.LightningModule):
 
     def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
         from behave import neural_metrics as nm
-        from behave.inference.neuroformer import attention_connectivity, generate_trials
+        from behave.inference.neuroformer import attention_connectivities, generate_trials
         from behave.tasks.neural_plots import adjacency_heatmaps, decoded_behavior, raster
 
         hp = self.hparams
@@ -354,32 +354,31 @@ class NeuroformerTask(L.LightningModule):
         for k, v in nm.next_spike_scores(generated, true_ids).items():
             metrics[f"next_window_{k}"] = v
 
-        # 3. connectivity from attention
-        self.connectivity = attention_connectivity(
+        # 3. connectivity from attention: the kept map, and every other map scored beside it
+        # (which one reads the circuit best), all from one pass over the windows
+        layers = [hp.connectivity_layer] + [
+            layer
+            for layer in ["readout"]
+            + [f"cross.{i}.previous" for i in range(self.model.config.cross_layers)]
+            if layer != hp.connectivity_layer
+        ]
+        maps = attention_connectivities(
             self.model,
             loader,
             self.spec,
-            layer=hp.connectivity_layer,
+            layers,
             max_lag_bins=hp.connectivity_max_lag_bins,
             device=self.device,
         )
+        self.connectivity = maps[hp.connectivity_layer]
         adjacency = datamodule.binned.adjacency
         if adjacency is not None:
             rec = nm.connectivity_recovery(self.connectivity, adjacency)
             metrics.update({f"connectivity_{k}": v for k, v in rec.items()})
             figures["connectivity"] = adjacency_heatmaps(self.connectivity, adjacency)
-            # the other attention maps, scored the same way (which one reads the circuit best)
-            layers = ["readout"] + [
-                f"cross.{i}.previous" for i in range(self.model.config.cross_layers)
-            ]
-            for layer in layers:
-                if layer == hp.connectivity_layer:
-                    continue
-                other = attention_connectivity(
-                    self.model, loader, self.spec, layer=layer, device=self.device
-                )
-                rec = nm.connectivity_recovery(other, adjacency)
-                metrics[f"connectivity_auroc_{layer.replace('.', '_')}"] = rec["auroc"]
+            for layer in layers[1:]:
+                auroc = nm.connectivity_recovery(maps[layer], adjacency)["auroc"]
+                metrics[f"connectivity_auroc_{layer.replace('.', '_')}"] = auroc
 
         # 4. generation vs held-out activity
         trials = datamodule.split[split][: hp.generate_trials]

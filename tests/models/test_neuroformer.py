@@ -9,6 +9,7 @@ import torch
 from behave.data.spike_tokens import TokenSpec, events_to_counts, tokens_to_events, window_tokens
 from behave.inference.neuroformer import (
     InputError,
+    attention_connectivities,
     attention_connectivity,
     generate_trials,
     load_neuroformer,
@@ -200,6 +201,9 @@ def test_attention_connectivity_shape_and_bundle_round_trip(tmp_path):
     near = attention_connectivity(model, loader, SPEC, max_lag_bins=3)
     cross = attention_connectivity(model, loader, SPEC, layer="cross.1.previous")
     assert near.shape == cross.shape == (N, N) and not np.allclose(near, conn)
+    both = attention_connectivities(model, loader, SPEC, ["cross.1.previous", "cross.0.previous"])
+    np.testing.assert_allclose(both["cross.0.previous"], conn)  # one pass = separate passes
+    np.testing.assert_allclose(both["cross.1.previous"], cross)
     save_bundle(model, tmp_path / "b", SPEC, conn, {"bin_s": 0.01, "behavior": "speed"})
     runner = load_neuroformer(tmp_path / "b")
     np.testing.assert_allclose(runner.connectivity, conn)
