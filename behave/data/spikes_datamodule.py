@@ -28,11 +28,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from behave.data.manifest import DataError
 from behave.data.spike_tokens import TokenSpec, window_tokens
 from behave.data.spikes import BinnedSpikes, load_binned
+from behave.data.split_loaders import SplitLoaders
 from behave.errors import ConfigError
 
 __all__ = ["SpikeWindows", "SpikesDataModule", "tokenize_trials"]
@@ -107,11 +108,7 @@ class SpikeWindows(Dataset):
         return batch
 
 
-def _collate(batch):
-    return batch
-
-
-class SpikesDataModule(L.LightningDataModule):
+class SpikesDataModule(SplitLoaders, L.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data/spikes",
@@ -245,25 +242,3 @@ class SpikesDataModule(L.LightningDataModule):
         for name in names:
             if name not in self.windows:
                 self.windows[name] = self.make_windows(name)
-
-    def loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        """The ``train``, ``val``, ``test`` or ``few_shot`` windows (set up first)."""
-        data = self.windows.get(name)
-        if data is None:
-            raise DataError(f"{self.hparams.data_dir}: the {name} split has no windows")
-        return DataLoader(
-            data,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            collate_fn=_collate,
-            num_workers=self.hparams.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")

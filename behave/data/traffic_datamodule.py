@@ -25,9 +25,10 @@ import lightning as L
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from behave.data.manifest import DataError, read_manifest
+from behave.data.split_loaders import SplitLoaders
 from behave.data.traffic import TRACKS_FILE
 from behave.data.traffic_behavior import BEHAVIORS, BehaviorRule, label_behaviors
 from behave.errors import ConfigError
@@ -113,11 +114,7 @@ class TrafficWindows(Dataset):
         return {k: v[index] for k, v in self.tensors.items()}
 
 
-def _collate(batch):
-    return batch
-
-
-class TrafficDataModule(L.LightningDataModule):
+class TrafficDataModule(SplitLoaders, L.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data/traffic",
@@ -256,28 +253,6 @@ class TrafficDataModule(L.LightningDataModule):
                     f"(generate longer scenes or lower data.predict_s)"
                 )
             self.windows[name] = TrafficWindows(self._tensors(windows)) if windows else None
-
-    def loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        """The ``train``, ``val`` or ``test`` windows (set up first)."""
-        data = self.windows.get(name)
-        if data is None:
-            raise DataError(f"{self.hparams.data_dir}: the {name} split has no windows")
-        return DataLoader(
-            data,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            collate_fn=_collate,
-            num_workers=self.hparams.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
 
     def class_counts(self, name: str = "train") -> list[int]:
         labels = self.windows[name].tensors["behavior"]
