@@ -40,6 +40,7 @@ __all__ = [
     "promote",
     "set_version_tag",
     "resolve_model_dir",
+    "model_version_of",
     "BundlePyfunc",
 ]
 
@@ -215,7 +216,8 @@ def get_version(family: str, alias: str):
     """The ModelVersion behind ``behave.<family>@alias``; LookupError with a hint if absent."""
     version = _find_alias(client(), registered_name(family), alias)
     if version is None:
-        pipeline = PIPELINES.get(family, f"pipelines/{family}.yaml")
+        # per-dataset families (tsclassifier.gunpoint) train from pipelines/tsclassifier-gunpoint.yaml
+        pipeline = PIPELINES.get(family, f"pipelines/{family.replace('.', '-')}.yaml")
         raise LookupError(
             f"no model {registered_name(family)}@{alias} in {tracking_uri()}: train one with "
             f"`behave fit --config {pipeline}`"
@@ -239,6 +241,23 @@ def promote(family: str, version: str, metrics: dict[str, float] | None = None) 
 
 def set_version_tag(family: str, version: str, key: str, value: str) -> None:
     client().set_model_version_tag(registered_name(family), version, key, value)
+
+
+def model_version_of(uri: str) -> tuple[str, str]:
+    """(registered name, version) that ``models:/NAME@alias`` or ``models:/NAME/VERSION`` names
+    now; LookupError when there is none."""
+    name, _, ref = str(uri).removeprefix("models:/").partition("/")
+    name, _, alias = name.partition("@")
+    c = client()
+    try:
+        version = _find_alias(c, name, alias) if alias else c.get_model_version(name, ref)
+    except mlflow.exceptions.MlflowException as err:
+        if not _is_not_found(err):
+            raise
+        version = None
+    if version is None:
+        raise LookupError(f"no model {str(uri).removeprefix('models:/')} in {tracking_uri()}")
+    return name, str(version.version)
 
 
 def resolve_model_dir(uri: str | Path) -> Path:

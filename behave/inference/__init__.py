@@ -27,4 +27,12 @@ def load_predictor(bundle_dir: Path, device: str = "cpu"):
         from behave.inference.neuroformer import load_neuroformer
 
         return load_neuroformer(bundle_dir, device)
+    if family == "tsclassifier":
+        from behave.inference.timeseries import load_classifier
+
+        return load_classifier(bundle_dir, device)
+    if family == "timex":
+        from behave.inference.timeseries import load_timex
+
+        return load_timex(bundle_dir, device)
     raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")

@@ -1,0 +1,212 @@
+"""TimeX: a time-series explainer trained for model-behavior consistency with a frozen black box.
+
+Paper: Queen et al., "Encoding Time-Series Explanations through Self-Supervised Model Behavior
+Consistency", NeurIPS 2023, arXiv 2306.02109. Official code: https://github.com/mims-harvard/TimeX
+(``txai/models/bc_model.py`` and its mask generators and losses).
+
+Pieces (all plain torch; the losses' weights and schedule live in ``behave/tasks/timex.py``):
+
+- ``blackbox`` — the pretrained classifier, frozen; it gives the reference prediction and the
+  sequence embeddings the mask generator reads, and the embedding geometry to be consistent with.
+- ``mask_generator`` — a transformer decoder over the input (values + positional encoding)
+  whose memory is the black box's sequence embedding; an MLP gives one logit per (t, d).
+  Hard masks are sampled with the binary Gumbel-softmax (logistic noise, temperature ``tau``) and
+  a straight-through gradient: binary in the forward pass, the relaxed sample's gradient in the
+  backward pass. Without noise (evaluation) the mask is ``sigmoid(logit) > 0.5``.
+- ``explainer`` — a trainable copy of the black box reading the *masked* input: dropped time steps
+  leave attention and the mean pool (attention mask); for multivariate data the dropped cells are
+  also replaced by a baseline (the train split's per-channel mean), and a time step is kept when
+  any of its channels is.
+- ``landmarks`` — learned prototypes in the explanation-embedding space; each explanation is
+  matched to its nearest landmark (cosine), and the landmark loss pulls the pair together.
+
+Where we differ from the official code, and why:
+- The saliency we score and serve is the mask probability ``sigmoid(logit)`` per (t, d); the
+  discrete mask is its thresholded value (what the explainer reads). Their evaluation also scores
+  the soft mask.
+- Landmarks are matched by a hard nearest-landmark assignment and trained by a pull term; the
+  explanation head reads the explanation embedding itself (the official code swaps in the
+  landmark with a straight-through estimator): simpler, and the head never sees a stale landmark.
+- The baseline for dropped multivariate cells is the training mean per channel (theirs: zeros or a
+  learned token), so a dropped cell looks like "nothing happening" on data that is not centred.
+- Gradient clipping happens after backward, in the Lightning trainer (the official code clips
+  before backward, which does nothing).
+
+Axis glossary: B batch, T time steps, D channels, E d_model, C classes, K landmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from behave.models.tsclassifier import TSClassifier, TSClassifierConfig, sinusoidal_positions
+
+__all__ = ["TimeXConfig", "TimeXOutput", "TimeX", "binary_gumbel_mask"]
+
+
+@dataclass
+class TimeXConfig:
+    blackbox: TSClassifierConfig  # the model being explained
+    decoder_dim: int = 32  # width of the mask generator's transformer decoder
+    decoder_heads: int = 1
+    decoder_feedforward: int = 32  # the official code's default ``dim_feedforward``
+    num_landmarks: int = 8  # K: prototypes of the explanation space
+    tau: float = 1.0  # Gumbel-softmax temperature
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.blackbox, dict):  # from config.json
+            self.blackbox = TSClassifierConfig(**self.blackbox)
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError("decoder_dim must be divisible by decoder_heads")
+        if self.num_landmarks < 1:
+            raise ValueError(f"num_landmarks must be >= 1, got {self.num_landmarks}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+
+
+@dataclass
+class TimeXOutput:
+    mask_logits: torch.Tensor  # (B, T, D)
+    mask: torch.Tensor  # (B, T, D) in {0, 1}; carries the relaxed gradient in training
+    blackbox_logits: torch.Tensor  # (B, C)
+    blackbox_embedding: torch.Tensor  # (B, E)
+    logits: torch.Tensor  # (B, C) the explainer's prediction from the masked input
+    embedding: torch.Tensor  # (B, E) the explanation embedding
+    landmark: torch.Tensor  # (B,) index of the nearest landmark
+    landmark_similarity: torch.Tensor  # (B,) cosine to it
+
+    @property
+    def saliency(self) -> torch.Tensor:
+        """(B, T, D) mask probabilities: the attribution TimeX gives each cell."""
+        return torch.sigmoid(self.mask_logits)
+
+
+def binary_gumbel_mask(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
+    """Hard {0, 1} mask with a straight-through gradient (binary Gumbel-softmax).
+
+    ``sample``: add logistic noise (the difference of two Gumbels) before thresholding; the
+    backward pass uses the gradient of ``sigmoid((logits + noise) / tau)``.
+    """
+    if sample:
+        u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+        logits = logits + torch.log(u) - torch.log1p(-u)
+    return _Threshold.apply(torch.sigmoid(logits / tau))
+
+
+class _Threshold(torch.autograd.Function):
+    """soft -> exactly {0, 1} (``hard + soft - soft.detach()`` rounds to 0.99999994); the
+    backward pass hands the gradient to ``soft`` unchanged (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, soft: torch.Tensor) -> torch.Tensor:
+        return (soft > 0.5).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class MaskGenerator(nn.Module):
+    """Transformer decoder: queries from the input, memory = the black box's step embeddings."""
+
+    def __init__(self, config: TimeXConfig) -> None:
+        super().__init__()
+        bb = config.blackbox
+        self.register_buffer(
+            "positions", sinusoidal_positions(bb.seq_len, bb.positional_dim), persistent=False
+        )
+        self.query_proj = nn.Linear(bb.channels + bb.positional_dim, config.decoder_dim)
+        self.memory_proj = nn.Linear(bb.d_model, config.decoder_dim)
+        self.decoder = nn.TransformerDecoderLayer(
+            config.decoder_dim,
+            config.decoder_heads,
+            dim_feedforward=config.decoder_feedforward,
+            dropout=config.dropout,
+            batch_first=True,
+            norm_first=True,
+        )
+        self.out = nn.Sequential(
+            nn.Linear(config.decoder_dim, config.decoder_dim),
+            nn.GELU(),
+            nn.Linear(config.decoder_dim, bb.channels),
+        )
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.query_proj(torch.cat([x, self.positions[:T].expand(B, T, -1)], dim=-1))
+        h = self.decoder(q, self.memory_proj(memory))  # (B, T, decoder_dim)
+        return self.out(h)  # (B, T, D) mask logits
+
+
+class TimeX(nn.Module):
+    def __init__(self, config: TimeXConfig, blackbox: TSClassifier | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.blackbox = blackbox if blackbox is not None else TSClassifier(config.blackbox)
+        self.blackbox.requires_grad_(False)
+        self.explainer = copy.deepcopy(self.blackbox).requires_grad_(True)
+        self.mask_generator = MaskGenerator(config)
+        E = config.blackbox.d_model
+        self.landmarks = nn.Parameter(torch.randn(config.num_landmarks, E) / E**0.5)  # (K, E)
+        # per-channel value a dropped multivariate cell takes (set from the train split)
+        self.register_buffer("baseline", torch.zeros(config.blackbox.channels))
+
+    def train(self, mode: bool = True) -> TimeX:
+        super().train(mode)
+        self.blackbox.eval()  # frozen: no dropout, same reference every time
+        return self
+
+    def forward(self, x: torch.Tensor, sample_mask: bool | None = None) -> TimeXOutput:
+        """x (B, T, D) -> the mask, both predictions and the explanation's embeddings.
+
+        ``sample_mask``: Gumbel noise on the mask (default: in training mode only)."""
+        sample = self.training if sample_mask is None else sample_mask
+        with torch.no_grad():
+            reference = self.blackbox.encode(x)
+        mask_logits = self.mask_generator(x, reference.sequence)  # (B, T, D)
+        mask = binary_gumbel_mask(mask_logits, self.config.tau, sample)  # (B, T, D)
+        explained = self.explain_masked(x, mask)
+        similarity = F.normalize(explained.embedding, dim=-1) @ F.normalize(
+            self.landmarks, dim=-1
+        ).T  # (B, K)
+        best, landmark = similarity.max(dim=-1)
+        return TimeXOutput(
+            mask_logits=mask_logits,
+            mask=mask,
+            blackbox_logits=reference.logits,
+            blackbox_embedding=reference.embedding,
+            logits=explained.logits,
+            embedding=explained.embedding,
+            landmark=landmark,
+            landmark_similarity=best,
+        )
+
+    def explain_masked(self, x: torch.Tensor, mask: torch.Tensor):
+        """The explainer's reading of x under a (B, T, D) mask (attention mask; for D > 1
+        also baseline replacement of the dropped cells)."""
+        if x.shape[-1] > 1:
+            x = x * mask + self.baseline * (1 - mask)  # (B, T, D)
+            keep = mask.max(dim=-1).values  # (B, T): kept if any channel is
+        else:
+            keep = mask[..., 0]
+        return self.explainer.encode(x, keep)
+
+    @torch.no_grad()
+    def init_landmarks(self, embeddings: torch.Tensor) -> None:
+        """Landmarks start at K distinct explanation embeddings (farthest-point picks)."""
+        z = F.normalize(embeddings, dim=-1)  # (N, E)
+        picks = [0]
+        for _ in range(1, min(self.config.num_landmarks, len(z))):
+            nearest = (z @ z[picks].T).max(dim=-1).values  # (N,)
+            picks.append(int(nearest.argmin()))
+        chosen = embeddings[picks]
+        if len(chosen) < self.config.num_landmarks:  # fewer samples than landmarks
+            extra = self.config.num_landmarks - len(chosen)
+            chosen = torch.cat([chosen, chosen[:1].expand(extra, -1) + 0.01 * torch.randn_like(chosen[:1].expand(extra, -1))])
+        self.landmarks.copy_(chosen)
