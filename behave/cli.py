@@ -7,6 +7,8 @@
     behave data import traffic tracks.csv --out data/t --map agent=track_id
     behave data generate spikes --out data/spikes        spiking circuit, known wiring (Neuroformer)
     behave data import spikes spikes.csv --out data/s --map neuron=unit,time=t --covariates cov.csv
+    behave data generate timeseries-synth --name seqcomb-uv   TimeX synthetic set, ground truth
+    behave data import ucr GunPoint --out data/gunpoint   UCR/UEA set shipped inside aeon (offline)
     behave promote behavegpt|decision_mamba|graph_lstm    review @challenger vs @champion
     behave serve                                          start the BentoML service
 
@@ -160,17 +162,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    ts = gen_kinds.add_parser(
+        "timeseries-synth",
+        help="TimeX synthetic classification set with ground-truth explanations "
+        "(freqshapes, seqcomb-uv, seqcomb-mv, lowvardetect)",
+    )
+    ts.add_argument(
+        "--name",
+        required=True,
+        help="freqshapes, seqcomb-uv, seqcomb-mv or lowvardetect",
+    )
+    ts.add_argument("--out", default=None, help="output folder (default: data/timeseries/<name>)")
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument(
+        "--train", type=int, default=5000, help="training series (default: %(default)s)"
+    )
+    ts.add_argument("--val", type=int, default=100, help="validation series (default: %(default)s)")
+    ts.add_argument("--test", type=int, default=1000, help="test series (default: %(default)s)")
+
     imp = data_verbs.add_parser(
         "import",
         help="import your own CSV/Parquet event log (or `import traffic` for agent tracks, "
-        "`import spikes` for spike times)",
+        "`import spikes` for spike times, `import ucr NAME` for a UCR/UEA set shipped in aeon)",
     )
     imp.add_argument(
         "source",
         nargs="+",
         metavar="SOURCE",
         help="CSV or Parquet file; `traffic FILE` imports (frame, agent, x, y[, scene]) tracks; "
-        "`spikes FILE` imports (neuron, time[, trial]) spikes, time in seconds",
+        "`spikes FILE` imports (neuron, time[, trial]) spikes, time in seconds; `ucr NAME` "
+        "imports a UCR/UEA classification set bundled with aeon (GunPoint, BasicMotions, ...)",
     )
     imp.add_argument("--out", required=True, help="output folder")
     imp.add_argument(
@@ -199,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="spikes: seconds per trial (default: up to the last spike or covariate row)",
+    )
+    imp.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="ucr: share of each training class held out as the val split (default: %(default)s)",
+    )
+    imp.add_argument(
+        "--seed", type=int, default=0, help="ucr: seed of the val split (default: %(default)s)"
     )
 
     promote = verbs.add_parser(
@@ -313,6 +343,38 @@ def _run_data(args: argparse.Namespace) -> None:
         except (ValueError, argparse.ArgumentTypeError) as err:
             raise ConfigError(str(err)) from err
         print(summary.one_line())
+    elif args.data_verb == "generate" and args.kind == "timeseries-synth":
+        from behave.data.timeseries import generate_timeseries_synth
+        from behave.errors import ConfigError
+
+        out = args.out or f"data/timeseries/{args.name}"
+        try:
+            manifest = generate_timeseries_synth(
+                Path(out),
+                args.name,
+                seed=args.seed,
+                num_train=args.train,
+                num_val=args.val,
+                num_test=args.test,
+            )
+        except ValueError as err:  # unknown name, bad sizes
+            raise ConfigError(str(err)) from err
+        print(_timeseries_line(manifest, out))
+    elif args.data_verb == "import" and args.source[0] == "ucr":
+        from behave.data.timeseries import import_ucr
+        from behave.errors import ConfigError
+
+        if len(args.source) != 2:
+            raise ConfigError(
+                "usage: behave data import ucr NAME --out DIR [--val-fraction 0.1] [--seed 0]"
+            )
+        try:
+            manifest = import_ucr(
+                args.source[1], Path(args.out), val_fraction=args.val_fraction, seed=args.seed
+            )
+        except (ValueError, ImportError) as err:  # not shipped offline, aeon missing, bad fraction
+            raise ConfigError(str(err)) from err
+        print(_timeseries_line(manifest, args.out))
     elif args.data_verb == "generate" and args.kind == "offline-rl":
         from behave.data.offline_rl import generate_offline_rl
         from behave.errors import ConfigError
@@ -374,6 +436,23 @@ def _run_data(args: argparse.Namespace) -> None:
             default_domain=args.domain,
         )
         print(summary.one_line())
+
+
+def _timeseries_line(manifest: dict, out: str) -> str:
+    sizes = manifest["split_sizes"]
+    padded = (
+        f" (lengths {manifest['original_length_min']}-{manifest['original_length_max']}, "
+        "right-padded)"
+        if manifest.get("padded")
+        else ""
+    )
+    truth = "with" if manifest["has_ground_truth"] else "no"
+    return (
+        f"wrote {manifest['dataset']}: {sizes['train']:,} train / {sizes['val']:,} val / "
+        f"{sizes['test']:,} test series (T={manifest['seq_len']}{padded}, "
+        f"D={manifest['channels']}, {manifest['num_classes']} classes, {truth} ground truth) "
+        f"to {out} (content hash {manifest['content_hash'][:12]})"
+    )
 
 
 def _run_promote(args: argparse.Namespace) -> None:

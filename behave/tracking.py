@@ -41,6 +41,7 @@ __all__ = [
     "set_version_tag",
     "resolve_model_dir",
     "model_version_of",
+    "families_with_prefix",
     "BundlePyfunc",
 ]
 
@@ -241,6 +242,13 @@ def promote(family: str, version: str, metrics: dict[str, float] | None = None) 
 
 def set_version_tag(family: str, version: str, key: str, value: str) -> None:
     client().set_model_version_tag(registered_name(family), version, key, value)
+
+
+def families_with_prefix(prefix: str) -> list[str]:
+    """Registered families named ``<prefix>.*`` (e.g. ``tsclassifier`` -> ``tsclassifier.gunpoint``)."""
+    start = f"{registered_name(prefix)}."
+    found = client().search_registered_models(filter_string=f"name LIKE '{start}%'")
+    return sorted(m.name.removeprefix("behave.") for m in found if m.name.startswith(start))
 
 
 def model_version_of(uri: str) -> tuple[str, str]:

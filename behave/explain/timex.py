@@ -172,9 +172,9 @@ class TimeX(nn.Module):
         mask_logits = self.mask_generator(x, reference.sequence)  # (B, T, D)
         mask = binary_gumbel_mask(mask_logits, self.config.tau, sample)  # (B, T, D)
         explained = self.explain_masked(x, mask)
-        similarity = F.normalize(explained.embedding, dim=-1) @ F.normalize(
-            self.landmarks, dim=-1
-        ).T  # (B, K)
+        similarity = (
+            F.normalize(explained.embedding, dim=-1) @ F.normalize(self.landmarks, dim=-1).T
+        )  # (B, K)
         best, landmark = similarity.max(dim=-1)
         return TimeXOutput(
             mask_logits=mask_logits,
@@ -208,5 +208,11 @@ class TimeX(nn.Module):
         chosen = embeddings[picks]
         if len(chosen) < self.config.num_landmarks:  # fewer samples than landmarks
             extra = self.config.num_landmarks - len(chosen)
-            chosen = torch.cat([chosen, chosen[:1].expand(extra, -1) + 0.01 * torch.randn_like(chosen[:1].expand(extra, -1))])
+            chosen = torch.cat(
+                [
+                    chosen,
+                    chosen[:1].expand(extra, -1)
+                    + 0.01 * torch.randn_like(chosen[:1].expand(extra, -1)),
+                ]
+            )
         self.landmarks.copy_(chosen)

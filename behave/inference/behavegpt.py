@@ -166,6 +166,43 @@ class BehaveGPTPredictor:
             "truncated_events": dropped,
         }
 
+    def explain(
+        self,
+        history: list[HistoryEvent],
+        method: str,
+        target: str | None = None,
+        n_steps: int = 50,
+    ) -> dict:
+        """Captum attributions of the next-behavior score to each event's fields (L, 5)."""
+        from behave.explain.attributions import attribute_events
+
+        events, length, _ = self.encode(history)
+        with torch.no_grad():
+            scores = self.model.next_behavior_logits(events, torch.tensor([length]))
+            probs = torch.softmax(scores.float(), dim=-1)[0]
+        predicted = int(probs.argmax())
+        if target is None:
+            target_id = predicted
+        else:
+            target_id = self.vocab.behavior_lookup.get(target)
+            if target_id is None or target_id < 2:
+                raise InputError("target", f"unknown behavior {target!r}; GET /behaviors lists them")
+        options = {"n_steps": n_steps} if method == "integrated_gradients" else {}
+        values = attribute_events(
+            self.model,
+            events,
+            torch.tensor([length - 1], device=self.device),
+            torch.tensor([target_id], device=self.device),
+            method,
+            **options,
+        )  # (1, L, 5)
+        return {
+            "attributions": values[0].detach().cpu().numpy(),
+            "prediction": self.vocab.behaviors[predicted],
+            "probability": float(probs[predicted]),
+            "target": self.vocab.behaviors[target_id],
+        }
+
     def predict_frame(self, frame, top_k: int = 10):
         """pyfunc: a DataFrame with a ``history`` column (lists of behavior names)."""
         import pandas as pd
