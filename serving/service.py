@@ -49,6 +49,16 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
   spikes.
 - ``GET /neural/connectivity`` -> the champion's inferred adjacency (averaged attention from
   source to target neurons) and its strongest edges.
+- ``POST /explain`` ``{"family": "tsclassifier", "model": "freqshapes", "method": "timex",
+  "inputs": [[[x], ...]], "target": null, "plot": false}`` -> attributions (T x D per series),
+  the prediction they explain, TimeX's binary mask and nearest landmark, optional PNG heatmaps;
+  ``family: behavegpt`` with a ``history`` explains the next behavior per event and field with a
+  Captum method. Every ``behave.tsclassifier.<dataset>@champion`` is loaded, with
+  ``behave.timex.<dataset>@champion`` when it explains that version (or local bundles named by
+  ``BEHAVE_TSCLASSIFIER_BUNDLE`` / ``BEHAVE_TIMEX_BUNDLE``).
+- ``GET /explain/models`` -> what can be explained, with which methods (and why not timex);
+  ``GET /explain/landmarks?model=freqshapes`` -> the TimeX landmarks and the explanations
+  grouped under each.
 - ``/livez``, ``/readyz``, ``/metrics`` from BentoML (plus ``behave_act_batch_size``).
 
 Bad input is rejected while BentoML parses the request (see :mod:`serving.schemas`): HTTP 400
@@ -73,7 +83,13 @@ from fastapi import FastAPI
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from serving import neural_schemas, schemas, trajectory_schemas
+from serving import explain_schemas, neural_schemas, schemas, trajectory_schemas
+from serving.explain_schemas import (
+    ExplainInput,
+    ExplainModelsResponse,
+    ExplainResponse,
+    LandmarksResponse,
+)
 from serving.neural_schemas import (
     ConnectivityResponse,
     DecodeInput,
@@ -167,6 +183,7 @@ class BehaveService:
         self._load_policy(device)
         self._load_forecaster(device)
         self._load_neuroformer(device)
+        self._load_explainers(device)
 
     def _load_behavegpt(self, device: str) -> None:
         self.predictor = None
@@ -285,6 +302,23 @@ class BehaveService:
             runner.stimulus_channels,
             runner.meta.get("behavior"),
         )
+
+    def _load_explainers(self, device: str) -> None:
+        """Every ``behave.tsclassifier.<dataset>@champion`` (+ its TimeX) and BehaveGPT."""
+        from serving.explainers import load_classifiers
+
+        self.classifiers = load_classifiers(device)
+        models = {name: item.entry() for name, item in self.classifiers.items()}
+        if self.predictor is not None:
+            models["behavegpt"] = explain_schemas.ExplainableModel(
+                family="behavegpt", methods=explain_schemas.CAPTUM_METHODS
+            )
+        explain_schemas.use_explainable(models)
+        if not self.classifiers:
+            log.warning(
+                "no time-series classifier to explain: train one with "
+                "`behave fit --config pipelines/tsclassifier-freqshapes.yaml`"
+            )
 
     @bentoml.on_shutdown
     def _close_sessions(self) -> None:
@@ -627,6 +661,111 @@ class BehaveService:
             model_version=self.neuroformer_version,
         )
 
+    @bentoml.api(route="/explain", input_spec=ExplainInput)
+    def explain(self, **fields) -> ExplainResponse:
+        """Why the model predicted what it did: attributions over the input's time steps and
+        features, the prediction they explain, and optionally a PNG heatmap (base64).
+
+        `family` tsclassifier (with `model`, the classifier's dataset, and `inputs`, T x D per
+        series) explains with `timex` (one forward pass of the registered TimeX explainer; also
+        returns its binary mask and nearest landmark) or a Captum method; `family` behavegpt
+        explains the next behavior after a `history` with a Captum method, per event and field.
+        GET /explain/models lists what is loaded and its methods.
+        """
+        from behave.inference.behavegpt import InputError as HistoryError
+        from behave.inference.timeseries import InputError as SeriesError
+        from serving.explainers import explain_history, explain_series
+
+        request = ExplainInput(**fields)
+        try:
+            if request.family == "behavegpt":
+                if self.predictor is None:
+                    return _unavailable_response(self.unavailable)
+                result = explain_history(self.predictor, request)
+                model, version = "behavegpt", self.model_version
+            else:
+                item = self.classifiers.get(request.model or "")
+                if item is None:
+                    return _unavailable_response(
+                        "no time-series classifier is loaded: train one with "
+                        "`behave fit --config pipelines/tsclassifier-freqshapes.yaml`"
+                    )
+                result = explain_series(item, request)
+                model, version = request.model, item.version
+        except (HistoryError, SeriesError) as err:  # the schema checks most of it first
+            return _input_error_response(err)
+        return ExplainResponse(
+            family=request.family,
+            model=model,
+            method=request.method,
+            model_version=version,
+            **result,
+        )
+
+    @http_routes.get(
+        "/explain/models",
+        response_model=ExplainModelsResponse,
+        summary="What /explain can explain, and with which methods",
+    )
+    def explain_models(self):
+        """Per explainable model: family, methods, series shape, classes, and why a method
+        (e.g. timex) is not available."""
+        models = {}
+        for name, entry in explain_schemas.explainable().items():
+            item = self.classifiers.get(name)
+            models[name] = {
+                "family": entry.family,
+                "methods": list(entry.methods),
+                "seq_len": entry.seq_len,
+                "channels": entry.channels,
+                "classes": entry.class_names,
+                "unavailable": entry.unavailable,
+                "model_version": item.version if item else self.model_version,
+                "explainer_version": item.timex_version if item else None,
+            }
+        return ExplainModelsResponse(models=models)
+
+    @http_routes.get(
+        "/explain/landmarks",
+        response_model=LandmarksResponse,
+        responses={
+            404: {"model": ErrorResponse, "description": "unknown model"},
+            503: {"model": ErrorResponse, "description": "no TimeX explainer for the model"},
+        },
+        summary="TimeX landmarks of a classifier's explanations",
+    )
+    def explain_landmarks(self, model: str | None = None):
+        """The TimeX landmarks of a time-series classifier: each landmark's id, how many test
+        explanations were nearest to it at training time, their classes and kept share. POST
+        /explain with method timex names the nearest landmark of each new explanation, so
+        explanations can be grouped by landmark."""
+        if model is None and len(self.classifiers) == 1:
+            model = next(iter(self.classifiers))
+        item = self.classifiers.get(model or "")
+        if item is None:
+            valid = ", ".join(sorted(self.classifiers)) or "(none loaded)"
+            return JSONResponse(
+                {
+                    "error": f"model: unknown {model!r}; valid choices: {valid}",
+                    "detail": [
+                        {
+                            "type": "unknown_model",
+                            "loc": ["query", "model"],
+                            "msg": f"valid: {valid}",
+                        }
+                    ],
+                },
+                status_code=404,
+            )
+        if item.timex is None:
+            return _unavailable_response(item.timex_unavailable)
+        return LandmarksResponse(
+            model=model,
+            explainer_version=item.timex_version,
+            explains_version=item.version,
+            landmarks=item.timex.landmarks,
+        )
+
     # ---- helpers -------------------------------------------------------------------------
     def _require_neuroformer(self):
         if self.neuroformer is None:  # normally answered earlier by _ModelRequired
@@ -691,11 +830,14 @@ _API_MODELS = {
     "neural_decode": ("neuroformer", "neuroformer_unavailable"),
     "neural_generate": ("neuroformer", "neuroformer_unavailable"),
 }
+# routes over several families: they answer 503 themselves, for the family a request names
+_CHECKS_ITS_OWN_MODELS = {"explain"}
 BehaveService.add_asgi_middleware(
     _ModelRequired,
     paths={
         method.route: _API_MODELS.get(name, ("predictor", "unavailable"))  # else BehaveGPT's
         for name, method in BehaveService.apis.items()
+        if name not in _CHECKS_ITS_OWN_MODELS
     },
 )
 

@@ -87,7 +87,7 @@ def timex_losses(
 
 
 class TimeXTask(L.LightningModule):
-    curve_metrics = ("train/loss", "val/loss", "val/agreement", "val/kept_share")
+    curve_metrics = ("train/loss", "val/loss", "val/agreement", "val/kept_share", "val/auprc")
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class TimeXTask(L.LightningModule):
         tau: float = 1.0,
         mask_prior: float = 0.2,
         sparsity: str = "cell",
+        train_explainer: bool = True,
         consistency_weight: float = 1.0,
         sparsity_weight: float = 1.0,
         smoothness_weight: float = 1.0,
@@ -118,6 +119,9 @@ class TimeXTask(L.LightningModule):
                 (or ``/VERSION``), or a bundle folder.
             mask_prior: r, the Bernoulli prior of a kept cell (about the share of the input an
                 explanation should keep).
+            train_explainer: train the explainer (the black box's copy that reads masked
+                input), as published; false keeps it equal to the black box, so a mask can only
+                work by keeping what the black box itself reads.
             sparsity: ``cell`` (KL of each cell's keep probability to r, as published) or
                 ``share`` (KL of each series' mean keep probability to r).
             *_weight: the loss terms' weights (see the module docstring).
@@ -160,6 +164,8 @@ class TimeXTask(L.LightningModule):
             ),
             blackbox=classifier.model.cpu(),
         )
+        if not train_explainer:
+            self.model.explainer.requires_grad_(False)
         self.model.baseline.copy_(torch.tensor(data_info["channel_means"], dtype=torch.float32))
         self.register_buffer("landmarks_ready", torch.tensor(False))
         self.final_metrics: dict[str, float] = {}
@@ -206,6 +212,24 @@ class TimeXTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
+        if "truth" in batch:  # synthetic data: watch the explanations' quality as it trains
+            out = self.model(batch["x"], sample_mask=False)
+            self._val_scored.append((out.saliency.cpu(), batch["truth"].cpu(), batch["y"].cpu()))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_scored: list = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_scored:
+            return
+        from behave.explain.metrics import ground_truth_scores
+
+        saliency, truth, y = (torch.cat(t).numpy() for t in zip(*self._val_scored, strict=True))
+        null_class = self.hparams.data_info.get("null_class")
+        scores = ground_truth_scores(saliency, truth, labels=y, null_class=null_class)
+        if scores["num_scored"]:
+            self.log("val/auprc", float(scores["auprc"]))
+        self._val_scored = []
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
@@ -215,7 +239,8 @@ class TimeXTask(L.LightningModule):
         # the trainable side only: the frozen black box is not handed to the optimizer
         trainable = torch.nn.Module()
         trainable.mask_generator = self.model.mask_generator
-        trainable.explainer = self.model.explainer
+        if self.hparams.train_explainer:
+            trainable.explainer = self.model.explainer
         trainable.landmarks = self.model.landmarks
         return adamw_warmup_cosine(
             trainable,

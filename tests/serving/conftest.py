@@ -117,9 +117,61 @@ def registry(tiny_bundle, tmp_path_factory) -> dict[str, str]:
         version = tracking.register_model(
             run.info.run_id, "behavegpt", tiny_bundle, frame, output, tags={"test": "serving"}
         )
+        _register_explainable(tracking, run.info.run_id, tmp_path_factory)
         tracking.client().set_terminated(run.info.run_id)
         assert tracking.get_version("behavegpt", "champion").version == version
     return {**env, "EXPECTED_VERSION": str(version)}
+
+
+SERIES_LEN, SERIES_CHANNELS = (
+    12,
+    2,
+)  # the tiny time-series classifier (tests/serving/test_explain.py)
+SERIES_CLASSES = ["calm", "spike", "dip"]
+
+
+def _register_explainable(tracking, run_id: str, tmp_path_factory) -> None:
+    """behave.tsclassifier.toy (random init) and behave.timex.toy explaining its version 1."""
+    import torch
+
+    from behave.explain.timex import TimeX, TimeXConfig
+    from behave.inference.timeseries import (
+        load_classifier,
+        load_timex,
+        save_classifier_bundle,
+        save_timex_bundle,
+    )
+    from behave.models.tsclassifier import TSClassifier, TSClassifierConfig
+
+    torch.manual_seed(0)
+    config = TSClassifierConfig(
+        seq_len=SERIES_LEN, channels=SERIES_CHANNELS, num_classes=3, d_model=16, dropout=0.0
+    )
+    classifier = TSClassifier(config).eval()
+    meta = {"dataset": "toy", "class_names": SERIES_CLASSES}
+    root = tmp_path_factory.mktemp("explainable")
+    bundle = save_classifier_bundle(classifier, root / "classifier" / "bundle", meta)
+    x = torch.randn(2, SERIES_LEN, SERIES_CHANNELS).numpy()
+    version = tracking.register_model(
+        run_id, "tsclassifier.toy", bundle, x, load_classifier(bundle).predict_frame(x)
+    )
+    timex = TimeX(TimeXConfig(blackbox=config, decoder_dim=8, num_landmarks=3), classifier)
+    landmarks = [
+        {"landmark": k, "count": 2 + k, "classes": {"calm": 1, "spike": 1 + k}, "kept_share": 0.2}
+        for k in range(3)
+    ]
+    explains = {
+        "uri": "models:/behave.tsclassifier.toy@champion",
+        "name": "behave.tsclassifier.toy",
+    }
+    timex_bundle = save_timex_bundle(
+        timex.eval(),
+        root / "timex" / "bundle",
+        {**meta, "explains": {**explains, "version": version}, "landmarks": landmarks},
+    )
+    tracking.register_model(
+        run_id, "timex.toy", timex_bundle, x, load_timex(timex_bundle).predict_frame(x)
+    )
 
 
 def launch_server(env: dict[str, str], log_path: Path) -> Server:
