@@ -173,9 +173,17 @@ class TimeXTask(L.LightningModule):
 
     def _blackbox_dir(self, uri: str) -> Path:
         """The black box's bundle folder; remembers the registered name and version it is."""
+        self.explains = {"uri": uri, "name": "", "version": ""}
+        if not str(uri).startswith("models:/"):  # a bundle folder: no registry needed
+            path = Path(uri)
+            if not (path / "config.json").is_file():
+                raise ConfigError(
+                    f"model.blackbox: {path} is not a classifier bundle (no config.json); name a "
+                    "registered model, e.g. models:/behave.tsclassifier.freqshapes@champion"
+                )
+            return path
         from behave import tracking
 
-        self.explains = {"uri": uri, "name": "", "version": ""}
         try:
             path = tracking.resolve_model_dir(uri)
         except (LookupError, FileNotFoundError) as err:
@@ -183,9 +191,8 @@ class TimeXTask(L.LightningModule):
                 f"model.blackbox: {err}; train the classifier first with "
                 "`behave fit --config pipelines/tsclassifier-<dataset>.yaml`"
             ) from err
-        if str(uri).startswith("models:/"):
-            name, version = tracking.model_version_of(uri)
-            self.explains.update(name=name, version=version)
+        name, version = tracking.model_version_of(uri)
+        self.explains.update(name=name, version=version)
         return path
 
     # ---- training ----------------------------------------------------------------------------

@@ -1,0 +1,410 @@
+"""Explainer benchmark: TimeX vs Captum attributions against ground truth, as the TimeX authors
+score them, on the four synthetic sets (and faithfulness on a real UCR set).
+
+    python benchmarks/explainers.py                                   # 4 sets x 3 splits
+    python benchmarks/explainers.py --datasets freqshapes --splits 0  # one set, one split
+    python benchmarks/explainers.py --real GunPoint                   # + a real set (aeon)
+
+For each dataset and data split (the generator's seed: a fresh 5000/100/1000 draw), in one
+process on one device:
+
+1. the data folder is generated (``behave data generate timeseries-synth``'s code);
+2. the black box is trained with the classifier pipeline's task (``TSClassifierTask``, the
+   hyper-parameters of ``pipelines/tsclassifier-<dataset>.yaml``), best val-loss epoch kept;
+3. TimeX is trained against it (``TimeXTask``, ``pipelines/timex-<dataset>.yaml``'s values),
+   best val-loss epoch kept (no ground truth is used to select anything);
+4. every method explains the same test series (the classifier's predicted class): TimeX in one
+   forward pass; Integrated Gradients (50 steps, zero baseline), DeepLift, Saliency, Occlusion
+   (window 5). Scores: AUPRC / AUP / AUR against the ground truth, null class (SeqComb's 0)
+   dropped, per-series min-max normalized raw attributions (``behave.explain.metrics``), and
+   wall-clock per explained series on this device (each method alone, after a warm-up).
+
+Mean ± standard error over the splits, as the authors report. The ratio "IG / TimeX" is the
+per-series time of IG-50 over TimeX's, measured in the same run. Real sets (``--real``, needs
+aeon) have no ground truth: the faithfulness gap (accuracy drop when the top-k% attributed cells
+are replaced, minus the drop for random cells) is reported instead. No MLflow: runs are plain
+Lightning fits under ``benchmarks/runs/explainers/``; ``--resume`` reuses finished ones.
+
+Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RUNS = REPO / "benchmarks" / "runs" / "explainers"
+SYNTH = ("freqshapes", "seqcomb-uv", "seqcomb-mv", "lowvardetect")
+METHODS = ("timex", "integrated_gradients", "deeplift", "saliency", "occlusion")
+# Queen et al. 2023, Table 2 (AUPRC of TimeX), the issue's targets
+PUBLISHED_TIMEX_AUPRC = {
+    "freqshapes": 0.8324,
+    "seqcomb-uv": 0.7124,
+    "seqcomb-mv": 0.6878,
+    "lowvardetect": 0.8673,
+}
+
+
+def _pipeline(kind: str, dataset: str) -> dict:
+    """init_args of the model and trainer max_epochs in pipelines/<kind>-<dataset>.yaml."""
+    path = REPO / "pipelines" / f"{kind}-{dataset.lower()}.yaml"
+    if not path.is_file():
+        path = REPO / "pipelines" / f"{kind}-freqshapes.yaml"
+    config = yaml.safe_load(path.read_text())
+    args = dict(config["model"]["init_args"])
+    return {"model": args, "max_epochs": config["trainer"]["max_epochs"]}
+
+
+def _fit(task, datamodule, max_epochs: int, workdir: Path, accelerator: str):
+    """A Lightning fit; returns the task with its best val-loss weights loaded."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(dirpath=workdir, monitor="val/loss", mode="min", save_last=False)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        callbacks=[checkpoint],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        num_sanity_val_steps=0,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, datamodule)
+    seconds = time.perf_counter() - start
+    state = torch.load(checkpoint.best_model_path, map_location=task.device, weights_only=True)
+    task.load_state_dict(state["state_dict"])
+    return task.eval(), seconds
+
+
+def _validation_score(task, datamodule, info) -> float:
+    """Higher is better: val AUPRC against the ground truth, or minus the val loss."""
+    from behave.explain.metrics import ground_truth_scores
+
+    x, y, truth = datamodule.split_arrays("val")
+    explained = task.explain_arrays(x)
+    if truth is not None:
+        s = ground_truth_scores(
+            explained["saliency"], truth, labels=y, null_class=info["null_class"]
+        )
+        if s["num_scored"]:
+            return float(s["auprc"])
+    from behave.tasks.timex import timex_losses
+
+    with torch.no_grad():
+        out = task.model(torch.from_numpy(x).to(task.device), sample_mask=False)
+        losses = timex_losses(out, task.hparams.mask_prior, task.hparams.sparsity)
+    return -float(sum(task.hparams[f"{k}_weight"] * v for k, v in losses.items()))
+
+
+def _timed_attributions(model, x: torch.Tensor, target: torch.Tensor, method: str) -> tuple:
+    """(attributions (N, T, D), seconds per series) of a Captum method over all series."""
+    from behave.explain.attributions import attribute
+
+    rows = 3200 if x.is_cuda else 640  # IG-50 of 64 series in one pass on a GPU, 5 on a CPU
+
+    def run(lo: int, hi: int):
+        return attribute(
+            model, x[lo:hi], target[lo:hi], method, n_steps=50, internal_batch_size=rows
+        ).detach()
+
+    run(0, min(8, len(x)))  # warm-up (kernels, Captum's set-up)
+    _sync()
+    start = time.perf_counter()
+    values = torch.cat([run(i, i + 64) for i in range(0, len(x), 64)])
+    _sync()
+    return values.cpu().numpy(), (time.perf_counter() - start) / len(x)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_split(args, dataset: str, split: int) -> dict:
+    from behave.data.timeseries import generate_timeseries_synth, import_ucr
+    from behave.data.timeseries_datamodule import TimeSeriesDataModule
+    from behave.explain.metrics import faithfulness, ground_truth_scores
+    from behave.inference.timeseries import save_classifier_bundle
+    from behave.tasks.timex import TimeXTask
+    from behave.tasks.tsclassifier import TSClassifierTask
+
+    workdir = Path(args.work_dir) / f"{dataset.lower()}-split{split}"
+    done = Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json"
+    if args.resume and done.is_file():
+        print(f"{dataset} split {split}: reusing {done}")
+        return json.loads(done.read_text())
+    import lightning as L
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = workdir / "data"
+    if dataset in SYNTH:
+        generate_timeseries_synth(data_dir, dataset, seed=split, num_train=args.num_train)
+    else:
+        import_ucr(dataset, data_dir, seed=split)
+    datamodule = TimeSeriesDataModule(str(data_dir), batch_size=64)
+    info = datamodule.data_info
+    L.seed_everything(split, verbose=False)
+
+    clf_cfg = _pipeline("tsclassifier", dataset)
+    clf_args = {**clf_cfg["model"], "report_samples": 0}
+    classifier, clf_seconds = _fit(
+        TSClassifierTask(data_info=info, **clf_args),
+        datamodule,
+        args.classifier_epochs or clf_cfg["max_epochs"],
+        workdir / "classifier",
+        args.accelerator,
+    )
+    bundle = save_classifier_bundle(
+        classifier.model.cpu(), workdir / "classifier" / "bundle", classifier.bundle_meta()
+    )
+
+    tx_cfg = _pipeline("timex", dataset)
+    variants = []
+    for k, overrides in enumerate(args.timex_variants):
+        tx_args = {**tx_cfg["model"], **overrides, "blackbox": str(bundle), "report_samples": 0}
+        L.seed_everything(split, verbose=False)
+        task, fit_s = _fit(
+            TimeXTask(data_info=info, **tx_args),
+            datamodule,
+            args.timex_epochs or tx_cfg["max_epochs"],
+            workdir / f"timex-{k}",
+            args.accelerator,
+        )
+        variants.append({"overrides": overrides, "task": task, "fit_s": fit_s,
+                         "val": _validation_score(task, datamodule, info)})  # fmt: skip
+    # the variant kept: best validation AUPRC where the data has ground truth (val split, 100
+    # series), else lowest validation loss; never the test split
+    best = max(variants, key=lambda v: v["val"])
+    timex, timex_seconds = best["task"], best["fit_s"]
+
+    x_np, y, truth = datamodule.split_arrays("test")
+    device = timex.device
+    x = torch.from_numpy(x_np).to(device)
+    blackbox = timex.model.blackbox.to(device).eval()
+    with torch.no_grad():
+        predicted = torch.cat([blackbox(x[i : i + 256]).argmax(-1) for i in range(0, len(x), 256)])
+    accuracy = float((predicted.cpu().numpy() == y).mean())
+
+    saliency: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    timex.explain_arrays(x_np[:8])  # warm-up
+    _sync()
+    start = time.perf_counter()
+    explained = timex.explain_arrays(x_np)
+    _sync()
+    seconds["timex"] = (time.perf_counter() - start) / len(y)
+    saliency["timex"] = explained["saliency"]
+    for method in args.methods:
+        if method != "timex":
+            saliency[method], seconds[method] = _timed_attributions(blackbox, x, predicted, method)
+
+    scores: dict[str, dict] = {}
+    for method, values in saliency.items():
+        if truth is not None:
+            s = ground_truth_scores(values, truth, labels=y, null_class=info["null_class"])
+            scores[method] = {k: float(s[k]) for k in ("auprc", "aup", "aur")}
+        else:
+
+            def predict(series: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return blackbox(torch.from_numpy(series).to(device)).argmax(-1).cpu().numpy()
+
+            gap = faithfulness(predict, x_np, y, values)["faithfulness_gap"]
+            scores[method] = {"faithfulness_gap": float(gap)}
+        scores[method]["seconds_per_series"] = seconds[method]
+    variant_scores = []
+    for v in variants:
+        entry = {"overrides": v["overrides"], "val_score": v["val"], "fit_s": v["fit_s"]}
+        if truth is not None:
+            test_sal = v["task"].explain_arrays(x_np)["saliency"]
+            s = ground_truth_scores(test_sal, truth, labels=y, null_class=info["null_class"])
+            entry["test_auprc"] = float(s["auprc"])
+        variant_scores.append(entry)
+    result = {
+        "dataset": dataset,
+        "timex_variants": variant_scores,
+        "timex_kept": best["overrides"],
+        "split": split,
+        "classifier_accuracy": accuracy,
+        "classifier_fit_s": clf_seconds,
+        "timex_fit_s": timex_seconds,
+        "timex_agreement": float(
+            (explained["prediction"] == explained["blackbox_prediction"]).mean()
+        ),
+        "timex_kept_share": float(explained["mask"].mean()),
+        "scores": scores,
+    }
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(result, indent=2))
+    print(f"{dataset} split {split}: {json.dumps(result)}", flush=True)
+    return result
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    from behave.explain.metrics import mean_and_stderr
+
+    return mean_and_stderr(values)
+
+
+def summarize(results: list[dict], methods: list[str]) -> dict:
+    table: dict[str, dict] = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        rows = [r for r in results if r["dataset"] == dataset]
+        entry = {
+            "splits": [r["split"] for r in rows],
+            "classifier_accuracy": _mean_se([r["classifier_accuracy"] for r in rows]),
+            "timex_agreement": _mean_se([r["timex_agreement"] for r in rows]),
+            "methods": {},
+        }
+        for method in methods:
+            keys = rows[0]["scores"][method].keys()
+            entry["methods"][method] = {
+                k: _mean_se([r["scores"][method][k] for r in rows]) for k in keys
+            }
+        ig = entry["methods"].get("integrated_gradients", {}).get("seconds_per_series")
+        tx = entry["methods"].get("timex", {}).get("seconds_per_series")
+        if ig and tx:
+            entry["ig_over_timex_time"] = ig[0] / tx[0]
+        table[dataset] = entry
+    return table
+
+
+def print_table(table: dict, methods: list[str]) -> None:
+    for dataset, entry in table.items():
+        acc, se = entry["classifier_accuracy"]
+        print(f"\n{dataset} (black box accuracy {acc:.3f} ± {se:.3f}, splits {entry['splits']})")
+        first = next(iter(entry["methods"].values()))
+        metrics = [k for k in first if k != "seconds_per_series"]
+        print(f"{'method':<22}" + "".join(f"{m:>18}" for m in metrics) + f"{'ms / series':>14}")
+        for method in methods:
+            row = entry["methods"][method]
+            cells = "".join(f"{row[m][0]:>11.4f} ± {row[m][1]:.3f}" for m in metrics)
+            print(f"{method:<22}{cells}{1000 * row['seconds_per_series'][0]:>14.3f}")
+        if "ig_over_timex_time" in entry:
+            print(f"IG-50 / TimeX time per series: {entry['ig_over_timex_time']:.0f}x")
+        if dataset in PUBLISHED_TIMEX_AUPRC:
+            print(f"published TimeX AUPRC: {PUBLISHED_TIMEX_AUPRC[dataset]}")
+
+
+def _device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _run_parallel(args, pairs: list[tuple[str, int]], argv: list[str]) -> None:
+    """Runs each (dataset, split) in its own process, ``args.jobs`` at a time (one GPU or the
+    CPU cores are shared: small models leave most of an accelerator idle)."""
+    base = [a for a in argv if a not in ("--resume",)]
+    drop = {"--datasets", "--real", "--splits", "--jobs"}
+    kept, skip = [], False
+    for a in base:
+        if a in drop:
+            skip = True
+            continue
+        if skip and not a.startswith("--"):
+            continue
+        skip = False
+        kept.append(a)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    running: list[subprocess.Popen] = []
+    for dataset, split in pairs:
+        done = Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json"
+        if args.resume and done.is_file():
+            continue
+        while len(running) >= args.jobs:
+            running = [p for p in running if p.poll() is None]
+            time.sleep(1)
+        flag = "--real" if dataset not in SYNTH else "--datasets"
+        cmd = [sys.executable, __file__, *kept, flag, dataset, "--splits", str(split),
+               "--jobs", "1", "--out", os.devnull]  # fmt: skip
+        if flag == "--real":
+            cmd += ["--datasets"]  # none: only the real set
+        running.append(subprocess.Popen(cmd, env=env))
+    for p in running:
+        p.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--datasets", nargs="*", default=list(SYNTH))
+    p.add_argument("--real", nargs="*", default=[], help="UCR/UEA sets shipped with aeon")
+    p.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--num-train", type=int, default=5000)
+    p.add_argument("--classifier-epochs", type=int, default=None, help="default: the pipeline's")
+    p.add_argument("--timex-epochs", type=int, default=None, help="default: the pipeline's")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument(
+        "--timex-variants",
+        type=json.loads,
+        default=[{}],
+        help="JSON list of TimeXTask overrides, e.g. '[{}, {\"mask_prior\": 0.1}]'; each is "
+        "trained and the best by validation is kept (default: the pipeline's values only)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="(dataset, split) runs in parallel")
+    p.add_argument("--work-dir", default=str(RUNS), help="checkpoints and data of each run")
+    p.add_argument("--runs-dir", default=str(RUNS / "results"), help="one JSON per finished run")
+    p.add_argument("--resume", action="store_true", help="reuse finished (dataset, split) runs")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "explainers.json"))
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    if not torch.cuda.is_available():
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    started = time.perf_counter()
+    pairs = [(d, s) for d in args.datasets + args.real for s in args.splits]
+    if args.jobs > 1:  # one process per run; each writes its JSON, then all are read back
+        _run_parallel(args, pairs, argv if argv is not None else sys.argv[1:])
+        args.resume = True
+    results = [run_split(args, d, s) for d, s in pairs]
+    table = summarize(results, list(args.methods))
+    print_table(table, list(args.methods))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/explainers.py " + " ".join(argv or sys.argv[1:]),
+                "device": _device_name(),
+                "torch": torch.__version__,
+                "commit": _commit(),
+                "wall_s": time.perf_counter() - started,
+                "published_timex_auprc": PUBLISHED_TIMEX_AUPRC,
+                "summary": table,
+                "runs": results,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {out} ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
