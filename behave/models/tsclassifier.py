@@ -115,7 +115,9 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None) -> torch.Tensor:
         B, T, E = x.shape
         q, k, v = self.qkv(self.ln_attn(x)).split(E, dim=-1)  # (B, T, E) each
-        q, k, v = (t.view(B, T, self.num_heads, E // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(B, T, self.num_heads, E // self.num_heads).transpose(1, 2) for t in (q, k, v)
+        )
         bias = None if key_bias is None else key_bias[:, None, None, :]  # (B, 1, 1, T)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, T, E/H)
         x = x + self.dropout(self.out(y.transpose(1, 2).reshape(B, T, E)))
