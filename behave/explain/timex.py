@@ -58,6 +58,9 @@ class TimeXConfig:
     num_landmarks: int = 8  # K: prototypes of the explanation space
     tau: float = 1.0  # Gumbel-softmax temperature
     dropout: float = 0.0
+    # univariate inputs: also replace dropped steps by the baseline (not only hide them from
+    # attention), which gives every cell a straight-through gradient through its value
+    replace_univariate: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.blackbox, dict):  # from config.json
@@ -141,7 +144,9 @@ class MaskGenerator(nn.Module):
         B, T, _ = x.shape
         q = self.query_proj(torch.cat([x, self.positions[:T].expand(B, T, -1)], dim=-1))
         h = self.decoder(q, self.memory_proj(memory))  # (B, T, decoder_dim)
-        return self.out(h)  # (B, T, D) mask logits
+        # bounded logits (|l| < 6, p in [0.0025, 0.9975]): a saturated sigmoid passes no
+        # gradient, and a mask pushed to all-zero by the sparsity prior could never come back
+        return 6.0 * torch.tanh(self.out(h) / 6.0)  # (B, T, D) mask logits
 
 
 class TimeX(nn.Module):
@@ -190,11 +195,9 @@ class TimeX(nn.Module):
     def explain_masked(self, x: torch.Tensor, mask: torch.Tensor):
         """The explainer's reading of x under a (B, T, D) mask (attention mask; for D > 1
         also baseline replacement of the dropped cells)."""
-        if x.shape[-1] > 1:
+        if self.config.replace_univariate or x.shape[-1] > 1:
             x = x * mask + self.baseline * (1 - mask)  # (B, T, D)
-            keep = mask.max(dim=-1).values  # (B, T): kept if any channel is
-        else:
-            keep = mask[..., 0]
+        keep = mask.max(dim=-1).values  # (B, T): a step is kept if any of its channels is
         return self.explainer.encode(x, keep)
 
     @torch.no_grad()

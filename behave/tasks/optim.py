@@ -16,16 +16,32 @@ def adamw_warmup_cosine(
     weight_decay: float,
     warmup_steps: int,
     total_steps: int,
+    lr_scales: dict[str, float] | None = None,
 ) -> dict:
-    """Lightning's ``configure_optimizers`` answer; matrices decay, biases and norms do not."""
-    params = list(module.named_parameters())
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-    )
+    """Lightning's ``configure_optimizers`` answer; matrices decay, biases and norms do not.
+
+    ``lr_scales``: learning-rate factors by parameter-name prefix (e.g. ``{"explainer.": 0.1}``);
+    parameters that do not require gradients are left out."""
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    scales = lr_scales or {}
+
+    def scale(name: str) -> float:  # the longest matching name prefix decides
+        hits = [prefix for prefix in scales if name.startswith(prefix)]
+        return scales[max(hits, key=len)] if hits else 1.0
+
+    groups = []
+    for factor in sorted({scale(n) for n, _ in params}):
+        for decay in (True, False):
+            chosen = [p for n, p in params if scale(n) == factor and (p.dim() >= 2) == decay]
+            if chosen:
+                groups.append(
+                    {
+                        "params": chosen,
+                        "weight_decay": weight_decay if decay else 0.0,
+                        "lr": learning_rate * factor,
+                    }
+                )
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate)
     total = max(1, int(total_steps))
     warmup = min(warmup_steps, total // 2)
 

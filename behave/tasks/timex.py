@@ -99,8 +99,11 @@ class TimeXTask(L.LightningModule):
         num_landmarks: int = 8,
         tau: float = 1.0,
         mask_prior: float = 0.2,
+        mask_prior_start: float | None = None,
+        prior_decay_fraction: float = 0.5,
         sparsity: str = "cell",
-        train_explainer: bool = True,
+        explainer_lr_scale: float = 1.0,
+        replace_univariate: bool = False,
         consistency_weight: float = 1.0,
         sparsity_weight: float = 1.0,
         smoothness_weight: float = 1.0,
@@ -119,9 +122,16 @@ class TimeXTask(L.LightningModule):
                 (or ``/VERSION``), or a bundle folder.
             mask_prior: r, the Bernoulli prior of a kept cell (about the share of the input an
                 explanation should keep).
-            train_explainer: train the explainer (the black box's copy that reads masked
-                input), as published; false keeps it equal to the black box, so a mask can only
-                work by keeping what the black box itself reads.
+            explainer_lr_scale: learning-rate factor of the explainer (the black box's copy that
+                reads masked input; 1 as published). 0 freezes it equal to the black box, so a
+                mask can only work by keeping what the black box itself reads, and cannot encode
+                the class in where it keeps cells.
+            mask_prior_start, prior_decay_fraction: the prior starts at ``mask_prior_start``
+                and decays linearly to ``mask_prior`` over this share of the training steps
+                (GSAT's r schedule, which TimeX's sparsity term comes from): the explainer first
+                learns to read dense masks, then cells are dropped gradually. None: no schedule.
+            replace_univariate: univariate data: also replace dropped steps by the baseline
+                (published: attention mask only).
             sparsity: ``cell`` (KL of each cell's keep probability to r, as published) or
                 ``share`` (KL of each series' mean keep probability to r).
             *_weight: the loss terms' weights (see the module docstring).
@@ -136,6 +146,12 @@ class TimeXTask(L.LightningModule):
             raise ConfigError(f"model.sparsity must be 'cell' or 'share', got {sparsity!r}")
         if not 0 < mask_prior < 1:
             raise ConfigError(f"model.mask_prior must be in (0, 1), got {mask_prior}")
+        if mask_prior_start is not None and not 0 < mask_prior_start < 1:
+            raise ConfigError(f"model.mask_prior_start must be in (0, 1), got {mask_prior_start}")
+        if not 0 <= prior_decay_fraction <= 1:
+            raise ConfigError(
+                f"model.prior_decay_fraction must be in [0, 1], got {prior_decay_fraction}"
+            )
         weights = ("consistency", "sparsity", "smoothness", "embedding", "label", "landmark")
         for name in weights:
             if locals()[f"{name}_weight"] < 0:
@@ -161,10 +177,13 @@ class TimeXTask(L.LightningModule):
                 decoder_feedforward=decoder_feedforward,
                 num_landmarks=num_landmarks,
                 tau=tau,
+                replace_univariate=replace_univariate,
             ),
             blackbox=classifier.model.cpu(),
         )
-        if not train_explainer:
+        if explainer_lr_scale < 0:
+            raise ConfigError(f"model.explainer_lr_scale must be >= 0, got {explainer_lr_scale}")
+        if explainer_lr_scale == 0:
             self.model.explainer.requires_grad_(False)
         self.model.baseline.copy_(torch.tensor(data_info["channel_means"], dtype=torch.float32))
         self.register_buffer("landmarks_ready", torch.tensor(False))
@@ -203,7 +222,9 @@ class TimeXTask(L.LightningModule):
                 self.model.init_landmarks(self.model(batch["x"], sample_mask=False).embedding)
             self.landmarks_ready.fill_(True)
         out = self.model(batch["x"])
-        losses = timex_losses(out, hp.mask_prior, hp.sparsity)
+        # validation scores the final prior: one fixed objective for picking the best epoch
+        prior = self.current_prior() if stage == "train" else hp.mask_prior
+        losses = timex_losses(out, prior, hp.sparsity)
         total = sum(hp[f"{name}_weight"] * value for name, value in losses.items())
         B = len(batch["y"])
         for name, value in losses.items():
@@ -214,7 +235,17 @@ class TimeXTask(L.LightningModule):
         self.log(f"{stage}/kept_share", out.mask.detach().mean(), prog_bar=True, batch_size=B)
         return total
 
+    def current_prior(self) -> float:
+        """r at this step: ``mask_prior_start`` decaying linearly to ``mask_prior``."""
+        hp = self.hparams
+        if hp.mask_prior_start is None or self._trainer is None:
+            return hp.mask_prior
+        total = max(1.0, hp.prior_decay_fraction * self.trainer.estimated_stepping_batches)
+        progress = min(1.0, self.global_step / total)
+        return hp.mask_prior_start + (hp.mask_prior - hp.mask_prior_start) * progress
+
     def training_step(self, batch, batch_idx):
+        self.log("train/mask_prior", self.current_prior())
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
@@ -244,17 +275,13 @@ class TimeXTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         # the trainable side only: the frozen black box is not handed to the optimizer
-        trainable = torch.nn.Module()
-        trainable.mask_generator = self.model.mask_generator
-        if self.hparams.train_explainer:
-            trainable.explainer = self.model.explainer
-        trainable.landmarks = self.model.landmarks
         return adamw_warmup_cosine(
-            trainable,
+            self.model,
             hp.learning_rate,
             hp.weight_decay,
             hp.warmup_steps,
             self.trainer.estimated_stepping_batches,
+            lr_scales={"explainer.": hp.explainer_lr_scale},
         )
 
     # ---- end of fit --------------------------------------------------------------------------
