@@ -2,7 +2,8 @@
 # README command (1): set up, generate data, train BehaveGPT, Decision Mamba, the Graph-LSTM and
 # Neuroformer, register and review them in MLflow, serve them with BentoML, send example requests
 # (including LunarLander episodes flown through POST /act, highway scenes forecast through
-# POST /trajectory/forecast and a held-out trial's spikes decoded through POST /neural/decode),
+# POST /trajectory/forecast, a held-out trial's spikes decoded through POST /neural/decode and
+# held-out series explained by TimeX and Integrated Gradients through POST /explain),
 # print where to look, stop cleanly.
 #   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
 #   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
@@ -61,6 +62,18 @@ step "pretraining Neuroformer on it (1 short epoch; few-shot behavior decoding, 
 behave fit --config pipelines/neuroformer.yaml --data.data_dir data/spikes-demo \
   --trainer.max_epochs 1 --data.stride_bins 5 --model.few_shot_epochs 10 \
   --model.generate_trials 4 --trainer.enable_model_summary false
+
+step "generating FreqShapes (TimeX's synthetic benchmark: 4 classes, where the signal is is known) -> data/timeseries/freqshapes"
+behave data generate timeseries-synth --name freqshapes
+
+# Short runs of the real pipelines (the full ones: 20 epochs each, see README).
+step "training the time-series classifier to explain (8 epochs; IG and saliency scored against the truth)"
+behave fit --config pipelines/tsclassifier-freqshapes.yaml --trainer.max_epochs 8 \
+  --trainer.enable_model_summary false
+
+step "training TimeX against behave.tsclassifier.freqshapes@champion (6 epochs; registered with its lineage)"
+behave fit --config pipelines/timex-freqshapes.yaml --trainer.max_epochs 6 \
+  --trainer.enable_model_summary false
 
 step "starting the service on ${url}"
 log=$(mktemp -t behave-serve.XXXX.log)
@@ -139,13 +152,22 @@ step "a bad request: unsorted spikes are a 400 with the reason"
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/neural/decode" -H 'content-type: application/json' \
   -d '{"spikes": [{"neuron": 3, "time": 0.20}, {"neuron": 5, "time": 0.10}]}'
 
+step "POST /explain: held-out FreqShapes series explained by TimeX and Integrated Gradients, beside the truth"
+python scripts/explain_client.py --url "$url" --data-dir data/timeseries/freqshapes --png-dir explanations
+
+step "a bad request: an unknown explanation method is a 400 listing the valid ones"
+curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/explain" -H 'content-type: application/json' \
+  -d '{"family": "tsclassifier", "model": "freqshapes", "method": "shap", "inputs": [[[0.0]]]}'
+
 step "done in $(( $(date +%s) - started )) s. Where to look:"
 cat <<EOF
   service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
   MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
                  then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba",
-                 "graph-lstm", "neuroformer"; models "behave.behavegpt", "behave.decision_mamba",
-                 "behave.graph_lstm", "behave.neuroformer")
+                 "graph-lstm", "neuroformer", "tsclassifier-freqshapes", "timex-freqshapes";
+                 models "behave.behavegpt", "behave.decision_mamba", "behave.graph_lstm",
+                 "behave.neuroformer", "behave.tsclassifier.freqshapes", "behave.timex.freqshapes")
+  heatmaps       explanations/*.png (TimeX and IG over the explained series)
   serve again    . .venv/bin/activate && behave serve
 EOF
 if [ "${BEHAVE_KEEP_SERVING:-0}" = "1" ]; then
