@@ -31,6 +31,13 @@ Where we differ from the official code, and why:
   learned token), so a dropped cell looks like "nothing happening" on data that is not centred.
 - Gradient clipping happens after backward, in the Lightning trainer (the official code clips
   before backward, which does nothing).
+- Mask logits are bounded (``6·tanh(l/6)``): with a saturated sigmoid the straight-through
+  gradient vanishes, and masks the sparsity prior had pushed to zero never came back.
+- ``replace_univariate``: univariate inputs may also have their dropped steps replaced by the
+  baseline (published: attention mask only). Hidden from attention, a dropped step's value only
+  reaches the loss through the mean pool, so it gets almost no gradient; replaced, every cell
+  does. Our pipelines turn it on, and (in the task) may freeze the explainer: measured on
+  FreqShapes in the benchmark notes of the README.
 
 Axis glossary: B batch, T time steps, D channels, E d_model, C classes, K landmarks.
 """
