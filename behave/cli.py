@@ -10,6 +10,8 @@
     behave data generate timeseries-synth --name seqcomb-uv   TimeX synthetic set, ground truth
     behave data import ucr GunPoint --out data/gunpoint   UCR/UEA set shipped inside aeon (offline)
     behave promote behavegpt|decision_mamba|graph_lstm    review @challenger vs @champion
+    behave explain score --model models:/behave.tsclassifier.freqshapes@champion \
+        --explainer models:/behave.timex.freqshapes@champion --data-dir data/timeseries/freqshapes
     behave serve                                          start the BentoML service
 
 Heavy imports (lightning, mlflow, torch) happen inside the verb that needs them, so
@@ -253,6 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="behavegpt: evaluate on this data folder's test split instead",
     )
 
+    explain = verbs.add_parser("explain", help="score explanations of a registered model")
+    explain_verbs = explain.add_subparsers(dest="explain_verb", metavar="ACTION", required=True)
+    score = explain_verbs.add_parser(
+        "score",
+        help="AUPRC/AUP/AUR against ground truth (or faithfulness) and time per series of "
+        "TimeX and Captum methods",
+    )
+    score.add_argument(
+        "--model",
+        required=True,
+        help="the classifier: models:/behave.tsclassifier.<dataset>@champion",
+    )
+    score.add_argument("--data-dir", required=True, help="a time-series data folder")
+    score.add_argument(
+        "--methods",
+        nargs="+",
+        default=["timex", "integrated_gradients", "deeplift", "saliency", "occlusion"],
+        help="timex and/or Captum methods (default: %(default)s)",
+    )
+    score.add_argument(
+        "--explainer", default=None, help="TimeX: models:/behave.timex.<dataset>@champion"
+    )
+    score.add_argument("--split", default="test", help="(default: %(default)s)")
+    score.add_argument("--samples", type=int, default=None, help="first N series (default: all)")
+    score.add_argument("--out", default=None, help="also write the report as JSON here")
+
     serve = verbs.add_parser(
         "serve", help="start the BentoML service (loads each family's @champion)"
     )
@@ -468,6 +496,25 @@ def _run_promote(args: argparse.Namespace) -> None:
     print(review.table())
 
 
+def _run_explain(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from behave.explain.scoring import format_scores, score_explainers, write_report
+
+    report = score_explainers(
+        args.model,
+        Path(args.data_dir),
+        list(args.methods),
+        explainer=args.explainer,
+        split=args.split,
+        samples=args.samples,
+    )
+    print(format_scores(report))
+    if args.out:
+        write_report(report, Path(args.out))
+        print(f"wrote {args.out}")
+
+
 def _run_serve(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
@@ -499,7 +546,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.verb is None:
         build_parser().print_help()
         return
-    handlers = {"data": _run_data, "promote": _run_promote, "serve": _run_serve}
+    handlers = {
+        "data": _run_data,
+        "promote": _run_promote,
+        "serve": _run_serve,
+        "explain": _run_explain,
+    }
     _guarded(lambda: handlers[args.verb](args))
 
 

@@ -83,6 +83,17 @@ def test_classifier_then_timex_register_with_lineage_and_load(workdir):
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/landmark_map.png" in plots
 
+    score = behave(
+        "explain", "score", "--model", "models:/behave.tsclassifier.freqshapes@champion",
+        "--explainer", "models:/behave.timex.freqshapes@champion",
+        "--data-dir", "data/timeseries/freqshapes-tiny", "--methods", "timex", "saliency",
+        "--samples", "8", "--out", "score.json", cwd=workdir,
+    )  # fmt: skip
+    assert "timex" in score.stdout and "saliency" in score.stdout and "ms / series" in score.stdout
+    report = json.loads((workdir / "score.json").read_text())
+    assert set(report["scores"]) == {"timex", "saliency"} and report["series"] == 8
+    assert 0 <= report["scores"]["timex"]["auprc"] <= 1
+
     model = mlflow.pyfunc.load_model("models:/behave.timex.freqshapes@champion")
     series = np.zeros((3, 50, 1), dtype=np.float32)
     out = model.predict(series)
