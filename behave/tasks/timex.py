@@ -368,16 +368,12 @@ class TimeXTask(L.LightningModule):
 
     # ---- registry ----------------------------------------------------------------------------
     def bundle_meta(self) -> dict:
-        info = self.hparams.data_info
+        from behave.tasks.tsclassifier import series_meta
+
         return {
-            "dataset": info["dataset"],
-            "class_names": info["class_names"],
-            "seq_len": info["seq_len"],
-            "channels": info["channels"],
-            "null_class": info.get("null_class"),
+            **series_meta(self.hparams.data_info),
             "explains": self.explains,
             "landmarks": self.landmark_summary,
-            "trained_on": {"content_hash": info["content_hash"]},
         }
 
     def registry_tags(self, datamodule) -> dict[str, str]:

@@ -24,7 +24,19 @@ from behave.errors import ConfigError
 from behave.models.tsclassifier import TSClassifier, TSClassifierConfig
 from behave.tasks.optim import adamw_warmup_cosine
 
-__all__ = ["TSClassifierTask", "explain_report"]
+__all__ = ["TSClassifierTask", "explain_report", "series_meta"]
+
+
+def series_meta(info: dict) -> dict:
+    """What a classifier's or explainer's bundle says about the data it was trained on."""
+    return {
+        "dataset": info["dataset"],
+        "class_names": info["class_names"],
+        "seq_len": info["seq_len"],
+        "channels": info["channels"],
+        "null_class": info.get("null_class"),
+        "trained_on": {"content_hash": info["content_hash"]},
+    }
 
 
 class TSClassifierTask(L.LightningModule):
@@ -148,15 +160,7 @@ class TSClassifierTask(L.LightningModule):
 
     # ---- registry ----------------------------------------------------------------------------
     def bundle_meta(self) -> dict:
-        info = self.hparams.data_info
-        return {
-            "dataset": info["dataset"],
-            "class_names": info["class_names"],
-            "seq_len": info["seq_len"],
-            "channels": info["channels"],
-            "null_class": info.get("null_class"),
-            "trained_on": {"content_hash": info["content_hash"]},
-        }
+        return series_meta(self.hparams.data_info)
 
     def registry_tags(self, datamodule) -> dict[str, str]:
         tags = {"dataset": self.hparams.data_info["dataset"]}
