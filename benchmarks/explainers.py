@@ -243,6 +243,8 @@ def run_split(args, dataset: str, split: int) -> dict:
         "timex_kept": best["overrides"],
         "split": split,
         "classifier_accuracy": accuracy,
+        "classifier_epochs": args.classifier_epochs or clf_cfg["max_epochs"],
+        "timex_epochs": args.timex_epochs or tx_cfg["max_epochs"],
         "classifier_fit_s": clf_seconds,
         "timex_fit_s": timex_seconds,
         "timex_agreement": float(
