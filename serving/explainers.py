@@ -73,7 +73,12 @@ def load_classifiers(device: str) -> dict[str, LoadedClassifier]:
     else:
         from behave import tracking
 
-        for family in tracking.families_with_prefix("tsclassifier"):
+        try:
+            families = tracking.families_with_prefix("tsclassifier")
+        except Exception as err:  # an unreachable registry must not take the other families down
+            log.error("cannot list time-series classifiers in the registry: %s", err)
+            families = []
+        for family in families:
             dataset = family.split(".", 1)[1]
             try:
                 version = tracking.get_version(family, "champion")
