@@ -76,6 +76,18 @@ def _parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def _promotable(family: str) -> str:
+    if family in ("behavegpt", "decision_mamba", "graph_lstm"):
+        return family
+    kind, _, dataset = family.partition(".")
+    if kind in ("tsclassifier", "timex") and dataset:
+        return family
+    raise argparse.ArgumentTypeError(
+        f"{family!r}: choose behavegpt, decision_mamba, graph_lstm, tsclassifier.<dataset> or "
+        "timex.<dataset>"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="behave",
@@ -236,12 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     promote = verbs.add_parser(
         "promote", help="evaluate @challenger vs @champion; promote if better"
     )
-    promote.add_argument("family", choices=["behavegpt", "decision_mamba", "graph_lstm"])
+    promote.add_argument(
+        "family",
+        type=_promotable,
+        help="behavegpt, decision_mamba, graph_lstm, tsclassifier.<dataset> or timex.<dataset>",
+    )
     promote.add_argument(
         "--metric",
         default=None,
         help="deciding metric (default: recall_at_10_macro for behavegpt, "
-        "normalized_score for decision_mamba, fde_5s (metres, lower is better) for graph_lstm)",
+        "normalized_score for decision_mamba, fde_5s (metres, lower is better) for graph_lstm, "
+        "accuracy for tsclassifier.*, auprc (faithfulness_gap on real data) for timex.*)",
     )
     promote.add_argument(
         "--min-delta",

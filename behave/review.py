@@ -6,12 +6,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from behave import tracking
 
 __all__ = [
     "evaluate_bundle",
     "evaluate_policy_bundle",
     "evaluate_forecaster_bundle",
+    "evaluate_classifier_bundle",
+    "evaluate_timex_bundle",
     "Review",
     "review_and_promote",
 ]
@@ -20,6 +24,8 @@ DEFAULT_METRIC = {
     "behavegpt": "recall_at_10_macro",
     "decision_mamba": "normalized_score",
     "graph_lstm": "fde_5s",
+    "tsclassifier": "accuracy",
+    "timex": "auprc",  # faithfulness_gap on data without a ground truth
 }
 ERROR_METRICS = ("ade_", "fde_")  # metric-name prefixes of errors in metres: lower is better
 
@@ -88,11 +94,63 @@ def evaluate_forecaster_bundle(bundle_dir: Path, split: dict) -> dict[str, float
     return scorer.compute()
 
 
+def evaluate_classifier_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
+    """Accuracy of a time-series classifier bundle on ``split`` (``data_dir``, ``split``: the
+    ``eval_split`` tag)."""
+    from behave.data.timeseries import load_timeseries
+    from behave.inference.timeseries import load_classifier
+
+    x, y, _ = load_timeseries(Path(split["data_dir"])).splits[split.get("split", "test")]
+    predicted = load_classifier(bundle_dir).predict_proba(x).argmax(-1)
+    return {"accuracy": float((predicted == y).mean())}
+
+
+def evaluate_timex_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
+    """A TimeX bundle's explanations on ``split``: AUPRC / AUP / AUR against the ground truth
+    (null class dropped), or the faithfulness gap on data without one; agreement of its
+    explainer with the black box."""
+    from behave.data.timeseries import load_timeseries
+    from behave.explain.metrics import faithfulness, ground_truth_scores
+    from behave.inference.timeseries import load_timex
+
+    data = load_timeseries(Path(split["data_dir"]))
+    x, y, truth = data.splits[split.get("split", "test")]
+    timex = load_timex(bundle_dir)
+    parts = [timex.explain(x[i : i + 256]) for i in range(0, len(x), 256)]
+    saliency = np.concatenate([p["attributions"] for p in parts])
+    agree = np.concatenate(
+        [p["probabilities"].argmax(-1) == p["explanation_probabilities"].argmax(-1) for p in parts]
+    )
+    metrics = {"agreement": float(agree.mean())}
+    if truth is not None:
+        s = ground_truth_scores(saliency, truth, labels=y, null_class=data.null_class)
+        metrics.update({k: float(s[k]) for k in ("auprc", "aup", "aur")})
+    else:
+
+        def predict(series: np.ndarray) -> np.ndarray:
+            return np.concatenate(
+                [timex.explain(series[i : i + 256])["probabilities"].argmax(-1)
+                 for i in range(0, len(series), 256)]
+            )  # fmt: skip
+
+        metrics["faithfulness_gap"] = float(
+            faithfulness(predict, x, y, saliency)["faithfulness_gap"]
+        )
+    return metrics
+
+
 EVALUATORS = {
     "behavegpt": evaluate_bundle,
     "decision_mamba": evaluate_policy_bundle,
     "graph_lstm": evaluate_forecaster_bundle,
+    "tsclassifier": evaluate_classifier_bundle,
+    "timex": evaluate_timex_bundle,
 }
+
+
+def _kind(family: str) -> str:
+    """``tsclassifier.gunpoint`` -> ``tsclassifier``: per-dataset families share an evaluator."""
+    return family.split(".", 1)[0]
 
 
 @dataclass
@@ -126,15 +184,30 @@ class Review:
         return "\n".join([*rows, verdict])
 
 
+def _check_explains_the_champion(family: str, challenger) -> None:
+    """A TimeX version may only become @champion when it explains the classifier @champion:
+    the service would not serve it beside another classifier version."""
+    classifier = "tsclassifier." + family.split(".", 1)[1]
+    champion = tracking.get_version(classifier, "champion")
+    explains = challenger.tags.get("explains_version", "")
+    if explains != str(champion.version):
+        raise LookupError(
+            f"{challenger.name} v{challenger.version} explains {classifier} version "
+            f"{explains or '?'}, but @champion is version {champion.version}: promote that "
+            f"classifier first, or retrain TimeX against the champion"
+        )
+
+
 def review_and_promote(
     family: str,
     metric: str | None = None,
     min_delta: float = 0.0,
     split: dict | None = None,
 ) -> Review:
-    metric = metric or DEFAULT_METRIC[family]
-    evaluate = EVALUATORS[family]
+    evaluate = EVALUATORS[_kind(family)]
     challenger = tracking.get_version(family, "challenger")
+    if _kind(family) == "timex":
+        _check_explains_the_champion(family, challenger)
     if split is None:
         if "eval_split" not in challenger.tags:
             raise LookupError(
@@ -148,6 +221,10 @@ def review_and_promote(
     new = evaluate(
         tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split
     )
+    if metric is None:
+        metric = DEFAULT_METRIC[_kind(family)]
+        if metric == "auprc" and metric not in new:  # real data: no ground truth
+            metric = "faithfulness_gap"
     if metric not in new:
         raise LookupError(f"--metric {metric!r} is not computed; choose one of {sorted(new)}")
     if champion is not None and champion.version == challenger.version:

@@ -94,6 +94,18 @@ def test_classifier_then_timex_register_with_lineage_and_load(workdir):
     assert set(report["scores"]) == {"timex", "saliency"} and report["series"] == 8
     assert 0 <= report["scores"]["timex"]["auprc"] <= 1
 
+    # review: both families are promotable per dataset
+    review = behave("promote", "timex.freqshapes", cwd=workdir)
+    assert "auprc" in review.stdout and "first version" in review.stdout
+    behave("fit", "--config", CLASSIFIER, "--trainer.max_epochs", "1", cwd=workdir)
+    review = behave("promote", "tsclassifier.freqshapes", cwd=workdir)
+    assert "accuracy" in review.stdout and "<- decides" in review.stdout
+    client.set_registered_model_alias("behave.tsclassifier.freqshapes", "champion", "2")
+    refused = behave("promote", "timex.freqshapes", cwd=workdir, check=False)
+    assert refused.returncode == 2
+    assert "explains tsclassifier.freqshapes version 1, but @champion is version 2" in refused.stderr
+    client.set_registered_model_alias("behave.tsclassifier.freqshapes", "champion", "1")
+
     model = mlflow.pyfunc.load_model("models:/behave.timex.freqshapes@champion")
     series = np.zeros((3, 50, 1), dtype=np.float32)
     out = model.predict(series)
