@@ -37,6 +37,7 @@ import platform
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -140,8 +141,8 @@ def _sync() -> None:
 def run_split(args, dataset: str, split: int) -> dict:
     from behave.data.timeseries import generate_timeseries_synth, import_ucr
     from behave.data.timeseries_datamodule import TimeSeriesDataModule
-    from behave.explain.metrics import faithfulness, ground_truth_scores
-    from behave.inference.timeseries import save_classifier_bundle
+    from behave.explain.metrics import ground_truth_scores, score_attributions
+    from behave.inference.timeseries import predict_classes, save_classifier_bundle
     from behave.tasks.timex import TimeXTask
     from behave.tasks.tsclassifier import TSClassifierTask
 
@@ -198,9 +199,9 @@ def run_split(args, dataset: str, split: int) -> dict:
     device = timex.device
     x = torch.from_numpy(x_np).to(device)
     blackbox = timex.model.blackbox.to(device).eval()
-    with torch.no_grad():
-        predicted = torch.cat([blackbox(x[i : i + 256]).argmax(-1) for i in range(0, len(x), 256)])
-    accuracy = float((predicted.cpu().numpy() == y).mean())
+    predicted_np = predict_classes(blackbox, x_np)
+    predicted = torch.from_numpy(predicted_np).to(device)
+    accuracy = float((predicted_np == y).mean())
 
     saliency: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
@@ -216,24 +217,17 @@ def run_split(args, dataset: str, split: int) -> dict:
             saliency[method], seconds[method] = _timed_attributions(blackbox, x, predicted, method)
 
     scores: dict[str, dict] = {}
+    predict = partial(predict_classes, blackbox)
     for method, values in saliency.items():
-        if truth is not None:
-            s = ground_truth_scores(values, truth, labels=y, null_class=info["null_class"])
-            scores[method] = {k: float(s[k]) for k in ("auprc", "aup", "aur")}
-        else:
-
-            def predict(series: np.ndarray) -> np.ndarray:
-                with torch.no_grad():
-                    return blackbox(torch.from_numpy(series).to(device)).argmax(-1).cpu().numpy()
-
-            gap = faithfulness(predict, x_np, y, values)["faithfulness_gap"]
-            scores[method] = {"faithfulness_gap": float(gap)}
+        scores[method] = score_attributions(values, x_np, y, truth, predict, info["null_class"])
         scores[method]["seconds_per_series"] = seconds[method]
     variant_scores = []
     for v in variants:
         entry = {"overrides": v["overrides"], "val_score": v["val"], "fit_s": v["fit_s"]}
-        if truth is not None:
-            test_sal = v["task"].explain_arrays(x_np)["saliency"]
+        if truth is not None:  # the kept variant's test explanations were computed above
+            test_sal = (
+                explained["saliency"] if v is best else v["task"].explain_arrays(x_np)["saliency"]
+            )
             s = ground_truth_scores(test_sal, truth, labels=y, null_class=info["null_class"])
             entry["test_auprc"] = float(s["auprc"])
         variant_scores.append(entry)

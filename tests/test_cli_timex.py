@@ -103,7 +103,9 @@ def test_classifier_then_timex_register_with_lineage_and_load(workdir):
     client.set_registered_model_alias("behave.tsclassifier.freqshapes", "champion", "2")
     refused = behave("promote", "timex.freqshapes", cwd=workdir, check=False)
     assert refused.returncode == 2
-    assert "explains tsclassifier.freqshapes version 1, but @champion is version 2" in refused.stderr
+    assert (
+        "explains tsclassifier.freqshapes version 1, but @champion is version 2" in refused.stderr
+    )
     client.set_registered_model_alias("behave.tsclassifier.freqshapes", "champion", "1")
 
     model = mlflow.pyfunc.load_model("models:/behave.timex.freqshapes@champion")

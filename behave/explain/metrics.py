@@ -48,6 +48,7 @@ __all__ = [
     "ground_truth_scores",
     "mean_and_stderr",
     "faithfulness",
+    "score_attributions",
 ]
 
 # The authors' normalization adds this to the range; it keeps AUP/AUR bit-comparable to theirs.
@@ -253,4 +254,22 @@ def faithfulness(
         "accuracy": base,
         "per_fraction": per_fraction,
         "faithfulness_gap": float(np.mean(gaps)) if gaps else float("nan"),
+    }
+
+
+def score_attributions(
+    attributions: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    truth: np.ndarray | None,
+    predict_fn: Callable[[np.ndarray], Any],
+    null_class: int | None = None,
+) -> dict[str, float]:
+    """The one score of an explanation: AUPRC / AUP / AUR against ``truth`` where the data has
+    one (synthetic sets), else the faithfulness gap of ``predict_fn`` (real sets)."""
+    if truth is not None:
+        s = ground_truth_scores(attributions, truth, labels=y, null_class=null_class)
+        return {key: float(s[key]) for key in ("auprc", "aup", "aur")}
+    return {
+        "faithfulness_gap": float(faithfulness(predict_fn, X, y, attributions)["faithfulness_gap"])
     }

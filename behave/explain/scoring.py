@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from behave.errors import ConfigError
 
@@ -39,8 +39,8 @@ def score_explainers(
     """{method: {auprc, aup, aur | faithfulness_gap, seconds_per_series}} plus the facts."""
     from behave.data.timeseries import load_timeseries
     from behave.explain.attributions import CAPTUM_METHODS
-    from behave.explain.metrics import faithfulness, ground_truth_scores
-    from behave.inference.timeseries import load_classifier, load_timex
+    from behave.explain.metrics import score_attributions
+    from behave.inference.timeseries import load_classifier, load_timex, predict_classes
 
     unknown = sorted(set(methods) - {*CAPTUM_METHODS, "timex"})
     if unknown:
@@ -99,16 +99,8 @@ def score_explainers(
                 ]
             )
         seconds = (time.perf_counter() - start) / max(len(x), 1)
-        if truth is not None:
-            s = ground_truth_scores(values, truth, labels=y, null_class=data.null_class)
-            results[method] = {k: float(s[k]) for k in ("auprc", "aup", "aur")}
-        else:
-
-            def predict(series: np.ndarray) -> np.ndarray:
-                return classifier.predict_proba(torch.from_numpy(series)).argmax(-1)
-
-            gap = faithfulness(predict, x, y, values)["faithfulness_gap"]
-            results[method] = {"faithfulness_gap": float(gap)}
+        predict = partial(predict_classes, classifier.model)
+        results[method] = score_attributions(values, x, y, truth, predict, data.null_class)
         results[method]["seconds_per_series"] = seconds
     return {
         "model": model,

@@ -186,7 +186,9 @@ class BehaveGPTPredictor:
         else:
             target_id = self.vocab.behavior_lookup.get(target)
             if target_id is None or target_id < 2:
-                raise InputError("target", f"unknown behavior {target!r}; GET /behaviors lists them")
+                raise InputError(
+                    "target", f"unknown behavior {target!r}; GET /behaviors lists them"
+                )
         options = {"n_steps": n_steps} if method == "integrated_gradients" else {}
         values = attribute_events(
             self.model,

@@ -37,6 +37,7 @@ __all__ = [
     "save_timex_bundle",
     "load_classifier",
     "load_timex",
+    "predict_classes",
     "ClassifierRunner",
     "TimeXRunner",
 ]
@@ -51,6 +52,18 @@ class InputError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+@torch.no_grad()
+def predict_classes(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class ids (N,) a (B, T, D) -> logits model gives (N, T, D) series, in batches."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)).argmax(-1)
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.int64)
 
 
 def _save(module: torch.nn.Module, out_dir: Path, meta: dict) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -303,7 +304,8 @@ class TimeXTask(L.LightningModule):
 
     def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
         from behave.explain.attributions import attribution_heatmap
-        from behave.explain.metrics import faithfulness, ground_truth_scores
+        from behave.explain.metrics import score_attributions
+        from behave.inference.timeseries import predict_classes
         from behave.tasks.explain_plots import landmark_map
 
         x, y, truth = datamodule.split_arrays("test")
@@ -319,19 +321,10 @@ class TimeXTask(L.LightningModule):
             "blackbox_accuracy": float((result["blackbox_prediction"] == y).mean()),
         }
         null_class = self.hparams.data_info.get("null_class")
-        if truth is not None:
-            scores = ground_truth_scores(result["saliency"], truth, labels=y, null_class=null_class)
-            metrics.update({k: float(scores[k]) for k in ("auprc", "aup", "aur")})
-        else:
-            blackbox = self.model.blackbox
-
-            def predict(series: np.ndarray) -> np.ndarray:
-                with torch.no_grad():
-                    xb = torch.from_numpy(series).to(self.device)
-                    return blackbox(xb).argmax(-1).cpu().numpy()
-
-            gap = faithfulness(predict, x, y, result["saliency"])["faithfulness_gap"]
-            metrics["faithfulness_gap"] = float(gap)
+        predict = partial(predict_classes, self.model.blackbox)
+        metrics.update(
+            score_attributions(result["saliency"], x, y, truth, predict, null_class=null_class)
+        )
         self.landmark_summary = self._landmark_summary(result, y)
         figures = {
             "landmark_map": landmark_map(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -129,19 +130,11 @@ class TSClassifierTask(L.LightningModule):
         )
 
     # ---- end of fit --------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict_arrays(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class ids of (N, T, D) series."""
-        self.model.eval()
-        out = []
-        for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i : i + batch_size]).to(self.device)
-            out.append(self.model(xb).argmax(-1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
-
     def final_report(self, datamodule) -> tuple[dict[str, float], dict]:
         x, y, truth = datamodule.split_arrays("test")
-        accuracy = float((self.predict_arrays(x) == y).mean())
+        from behave.inference.timeseries import predict_classes
+
+        accuracy = float((predict_classes(self.model, x) == y).mean())
         metrics = {"test/accuracy": accuracy}
         figures = {}
         n = min(self.hparams.report_samples, len(y))
@@ -197,7 +190,8 @@ def explain_report(
     """Scores of Captum ``methods`` on (x, y): ground-truth AUPRC/AUP/AUR where ``truth`` is
     given, else the faithfulness gap; seconds per series; and one heatmap figure per method."""
     from behave.explain.attributions import attribute, attribution_heatmap
-    from behave.explain.metrics import faithfulness, ground_truth_scores
+    from behave.explain.metrics import score_attributions
+    from behave.inference.timeseries import predict_classes
 
     model.eval()
     device = next(model.parameters()).device
@@ -223,19 +217,10 @@ def explain_report(
         # scored as the TimeX authors score them: the raw (signed) attribution, min-max
         # normalized per series inside ground_truth_scores
         saliency = values
-        if truth is not None:
-            scores = ground_truth_scores(saliency, truth, labels=y, null_class=null_class)
-            for key in ("auprc", "aup", "aur"):
-                metrics[f"{method}_{key}"] = float(scores[key])
-        else:
-
-            def predict(series: np.ndarray) -> np.ndarray:
-                with torch.no_grad():
-                    return model(torch.from_numpy(series).to(device)).argmax(-1).cpu().numpy()
-
-            metrics[f"{method}_faithfulness_gap"] = float(
-                faithfulness(predict, x, y, saliency)["faithfulness_gap"]
-            )
+        scores = score_attributions(
+            saliency, x, y, truth, partial(predict_classes, model), null_class=null_class
+        )
+        metrics.update({f"{method}_{key}": value for key, value in scores.items()})
         figures[f"attribution_{method}"] = attribution_heatmap(
             saliency[sample], x[sample], f"{method}: test series {sample} (class {int(y[sample])})"
         )
