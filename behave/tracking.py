@@ -251,12 +251,11 @@ def families_with_prefix(prefix: str) -> list[str]:
     return sorted(m.name.removeprefix("behave.") for m in found if m.name.startswith(start))
 
 
-def model_version_of(uri: str) -> tuple[str, str]:
-    """(registered name, version) that ``models:/NAME@alias`` or ``models:/NAME/VERSION`` names
-    now; LookupError when there is none."""
+def _model_version(c, uri: str):
+    """The ModelVersion that ``models:/NAME@alias`` or ``models:/NAME/VERSION`` names now;
+    LookupError when there is none."""
     name, _, ref = str(uri).removeprefix("models:/").partition("/")
     name, _, alias = name.partition("@")
-    c = client()
     try:
         version = _find_alias(c, name, alias) if alias else c.get_model_version(name, ref)
     except mlflow.exceptions.MlflowException as err:
@@ -265,7 +264,14 @@ def model_version_of(uri: str) -> tuple[str, str]:
         version = None
     if version is None:
         raise LookupError(f"no model {str(uri).removeprefix('models:/')} in {tracking_uri()}")
-    return name, str(version.version)
+    return version
+
+
+def model_version_of(uri: str) -> tuple[str, str]:
+    """(registered name, version) that ``models:/NAME@alias`` or ``models:/NAME/VERSION`` names
+    now; LookupError when there is none."""
+    version = _model_version(client(), uri)
+    return version.name, str(version.version)
 
 
 def resolve_model_dir(uri: str | Path) -> Path:
@@ -285,17 +291,8 @@ def resolve_model_dir(uri: str | Path) -> Path:
     )  # keep service logs clean
     uri = str(uri)
     # pin an alias to the version it names now; the cache is keyed by version and run
-    name, _, ref = uri.removeprefix("models:/").partition("/")
-    name, _, alias = name.partition("@")
-    try:
-        version = _find_alias(c, name, alias) if alias else c.get_model_version(name, ref)
-    except mlflow.exceptions.MlflowException as err:
-        if not _is_not_found(err):
-            raise
-        version = None
-    if version is None:
-        raise LookupError(f"no model {uri.removeprefix('models:/')} in {tracking_uri()}")
-    uri, run_id = f"models:/{name}/{version.version}", version.run_id or ""
+    version = _model_version(c, uri)
+    uri, run_id = f"models:/{version.name}/{version.version}", version.run_id or ""
     # a store recreated at the same path reuses version numbers: the run id tells them apart
     key = "_".join(filter(None, (uri.replace(":/", "_").replace("/", "_"), run_id)))
     cache = (
