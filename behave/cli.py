@@ -267,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="required improvement, in the metric's direction (default: 0)",
     )
     promote.add_argument(
+        "--min-target-cut",
+        type=float,
+        default=0.5,
+        help="versions made by `behave surgery`: the least relative cut of the behavior's "
+        "top-1 prediction rate vs @champion (default: %(default)s)",
+    )
+    promote.add_argument(
+        "--max-capability-drop",
+        type=float,
+        default=0.02,
+        help="versions made by `behave surgery`: the largest relative loss of recall@10 on "
+        "other behaviors (default: %(default)s)",
+    )
+    promote.add_argument(
         "--data-dir",
         default=None,
         help="behavegpt: evaluate on this data folder's test split instead",
@@ -297,6 +311,93 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", default="test", help="(default: %(default)s)")
     score.add_argument("--samples", type=int, default=None, help="first N series (default: all)")
     score.add_argument("--out", default=None, help="also write the report as JSON here")
+
+    surgery = verbs.add_parser(
+        "surgery",
+        help="probe a registered model for a behavior, edit it out (Model Surgery), register "
+        "the edit as a new version with its lineage",
+        description="Trains (or loads) a linear probe for 'next event is in FAMILY', shifts the "
+        "top-k MLP rows most anti-aligned with its direction (Wang et al. 2024), evaluates "
+        "before/after, and registers the edited model as @challenger of the same registered "
+        "model. Lists of --alpha/--top-k are swept on validation users; the largest cut that "
+        "keeps recall@10 on other behaviors within --max-capability-drop is registered. "
+        "Promote it with `behave promote behavegpt`.",
+    )
+    surgery.add_argument(
+        "--model", default="models:/behave.behavegpt@champion", help="(default: %(default)s)"
+    )
+    surgery.add_argument(
+        "--behavior-family",
+        default="risky",
+        help="behavior family to suppress, e.g. risky or churn (default: %(default)s)",
+    )
+    surgery.add_argument(
+        "--alpha",
+        type=float,
+        nargs="+",
+        default=[2.0, 3.0, 4.0, 6.0],
+        help="shift size(s), in mean MLP-row norms (default: %(default)s)",
+    )
+    surgery.add_argument(
+        "--top-k",
+        type=int,
+        nargs="+",
+        default=[16, 32, 64, 128],
+        help="rows edited across layers (default: %(default)s)",
+    )
+    surgery.add_argument(
+        "--layers",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("FIRST", "LAST"),
+        help="edit blocks FIRST..LAST-1 only (default: all)",
+    )
+    surgery.add_argument(
+        "--select",
+        choices=("anti_aligned", "aligned"),
+        default="anti_aligned",
+        help="rows to edit (default: %(default)s, as the paper)",
+    )
+    surgery.add_argument(
+        "--sign",
+        type=int,
+        choices=(1, -1),
+        default=1,
+        help="+1 adds the behavior direction (paper), -1 subtracts it (default: %(default)s)",
+    )
+    surgery.add_argument(
+        "--mode",
+        choices=("shift", "remove"),
+        default="shift",
+        help="shift rows along the direction (paper) or remove their projection on it",
+    )
+    surgery.add_argument(
+        "--probe",
+        default=None,
+        help="a registered probe of this model version, models:/behave.probe.behavegpt.<family>@champion "
+        "(default: train one per layer and register it)",
+    )
+    surgery.add_argument(
+        "--probe-layer",
+        type=int,
+        default=None,
+        help="layer whose probe gives the direction, 0 = embeddings (default: the last, as the paper)",
+    )
+    surgery.add_argument(
+        "--max-capability-drop",
+        type=float,
+        default=0.01,
+        help="largest relative recall@10 loss on other behaviors (validation users) a sweep may "
+        "choose; half of promote's 2%% gate, leaving room for test-set noise (default: %(default)s)",
+    )
+    surgery.add_argument(
+        "--data-dir", default=None, help="evaluate on this data folder instead of the model's own"
+    )
+    surgery.add_argument("--seed", type=int, default=0)
+    surgery.add_argument(
+        "--no-register", action="store_true", help="evaluate only; register nothing"
+    )
 
     serve = verbs.add_parser(
         "serve", help="start the BentoML service (loads each family's @champion)"
@@ -508,7 +609,12 @@ def _run_promote(args: argparse.Namespace) -> None:
         raise ConfigError("--data-dir applies to behavegpt only (policies are scored by rollouts)")
     split = {"data_dir": args.data_dir} if args.data_dir else None
     review = review_and_promote(
-        args.family, metric=args.metric, min_delta=args.min_delta, split=split
+        args.family,
+        metric=args.metric,
+        min_delta=args.min_delta,
+        split=split,
+        min_target_cut=args.min_target_cut,
+        max_capability_drop=args.max_capability_drop,
     )
     print(review.table())
 
@@ -530,6 +636,40 @@ def _run_explain(args: argparse.Namespace) -> None:
     if args.out:
         write_report(report, Path(args.out))
         print(f"wrote {args.out}")
+
+
+def _run_surgery(args: argparse.Namespace) -> None:
+    from behave.surgery_pipeline import run_surgery
+
+    result = run_surgery(
+        args.model,
+        args.behavior_family,
+        args.alpha,
+        args.top_k,
+        layers=tuple(args.layers) if args.layers else None,
+        select=args.select,
+        sign=args.sign,
+        mode=args.mode,
+        probe_uri=args.probe,
+        probe_layer=args.probe_layer,
+        max_capability_drop=args.max_capability_drop,
+        data_dir=args.data_dir,
+        register=not args.no_register,
+        seed=args.seed,
+    )
+    print(result.table())
+    print(
+        f"{result.parent}, probe layer {result.probe_layer} (AUROC "
+        f"{result.probe_metrics.get('auroc', float('nan')):.3f}), alpha {result.config.alpha:g}, "
+        f"top-k {result.config.top_k}: {result.target_reduction:.1%} fewer top-1 "
+        f"{args.behavior_family} predictions, recall@10 on other behaviors "
+        f"{result.capability_change:+.2%}"
+    )
+    if result.version:
+        print(
+            f"review it: behave promote behavegpt   (v{result.version} is @challenger; "
+            "@champion is unchanged)"
+        )
 
 
 def _run_serve(args: argparse.Namespace) -> None:
@@ -568,6 +708,7 @@ def main(argv: list[str] | None = None) -> None:
         "promote": _run_promote,
         "serve": _run_serve,
         "explain": _run_explain,
+        "surgery": _run_surgery,
     }
     _guarded(lambda: handlers[args.verb](args))
 

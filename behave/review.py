@@ -17,6 +17,7 @@ __all__ = [
     "evaluate_forecaster_bundle",
     "evaluate_classifier_bundle",
     "evaluate_timex_bundle",
+    "evaluate_behavior_bundle",
     "Review",
     "review_and_promote",
 ]
@@ -130,6 +131,24 @@ def evaluate_timex_bundle(bundle_dir: Path, split: dict) -> dict[str, float]:
     }
 
 
+def evaluate_behavior_bundle(
+    bundle_dir: Path, split: dict, behavior_family: str, batch_size: int = 256
+) -> dict[str, float]:
+    """How often a BehaveGPT bundle predicts ``behavior_family`` on the test users of ``split``,
+    and its recall@10 on every other behavior (the gate for versions made by ``behave surgery``)."""
+    from behave.data.user_events_datamodule import UserEventsDataModule
+    from behave.explain.behavegpt_behaviors import behavior_rates, family_token_mask
+    from behave.inference.behavegpt import BehaveGPTPredictor
+
+    predictor = BehaveGPTPredictor.from_dir(bundle_dir)
+    dm = UserEventsDataModule(**{**split, "batch_size": batch_size, "vocab_from": str(bundle_dir)})
+    dm.setup("test")
+    mask = family_token_mask(predictor.vocab.behaviors, behavior_family)
+    rates = behavior_rates(predictor.model, dm.datasets["test"].tensors, mask)
+    rates.pop("positions")
+    return rates
+
+
 EVALUATORS = {
     "behavegpt": evaluate_bundle,
     "decision_mamba": evaluate_policy_bundle,
@@ -153,6 +172,7 @@ class Review:
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     promoted: bool
+    reason: str = ""  # why a gated version was kept out, when the rule is not "metric better"
 
     def table(self) -> str:
         keys = sorted(self.challenger_metrics)
@@ -169,8 +189,8 @@ class Review:
                 f"promoted v{self.challenger} to @champion (v{self.champion} is now @previous)"
             )
         else:
-            verdict = (
-                f"kept v{self.champion} as @champion: challenger's {self.metric} is not better"
+            verdict = f"kept v{self.champion} as @champion: " + (
+                self.reason or f"challenger's {self.metric} is not better"
             )
         return "\n".join([*rows, verdict])
 
@@ -189,12 +209,67 @@ def _check_explains_the_champion(family: str, challenger) -> None:
         )
 
 
+def _review_surgery(
+    family: str,
+    challenger,
+    champion,
+    split: dict,
+    min_target_cut: float,
+    max_capability_drop: float,
+) -> Review:
+    """A version made by ``behave surgery`` is promoted when, against @champion on the test
+    users, it cuts the behavior's top-1 prediction rate by at least ``min_target_cut``
+    (relative) and loses at most ``max_capability_drop`` (relative) recall@10 elsewhere."""
+    from behave.surgery_pipeline import CAPABILITY, TARGET
+
+    behavior = challenger.tags["surgery.behavior_family"]
+    evaluate = partial(evaluate_behavior_bundle, behavior_family=behavior)
+    new = evaluate(
+        tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split
+    )
+    old = evaluate(tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split)
+    cut = 1 - new[TARGET] / max(old[TARGET], 1e-12)
+    change = new[CAPABILITY] / max(old[CAPABILITY], 1e-12) - 1
+    reasons = []
+    if cut < min_target_cut:
+        reasons.append(f"it cuts {behavior} top-1 predictions by {cut:.1%} < {min_target_cut:.0%}")
+    if change < -max_capability_drop:
+        reasons.append(
+            f"{CAPABILITY} changes by {change:+.2%}, more than the allowed -{max_capability_drop:.0%}"
+        )
+    review = Review(
+        family,
+        TARGET,
+        str(challenger.version),
+        str(champion.version),
+        new,
+        old,
+        promoted=not reasons,
+        reason="; ".join(reasons),
+    )
+    if review.promoted:
+        tracking.promote(
+            family, challenger.version, {"target_cut": cut, "capability_change": change}
+        )
+    else:
+        tracking.set_version_tag(family, challenger.version, "validation_status", "rejected")
+    return review
+
+
 def review_and_promote(
     family: str,
     metric: str | None = None,
     min_delta: float = 0.0,
     split: dict | None = None,
+    *,
+    min_target_cut: float = 0.5,
+    max_capability_drop: float = 0.02,
 ) -> Review:
+    """Evaluates @challenger against @champion on a fixed split and promotes it if better.
+
+    A BehaveGPT version made by ``behave surgery`` (tag ``surgery.behavior_family``) is gated
+    by its own rule instead: see ``_review_surgery``.
+    """
     evaluate = EVALUATORS[_kind(family)]
     challenger = tracking.get_version(family, "challenger")
     if _kind(family) == "timex":
@@ -220,6 +295,10 @@ def review_and_promote(
         raise LookupError(f"--metric {metric!r} is not computed; choose one of {sorted(new)}")
     if champion is not None and champion.version == challenger.version:
         champion = None  # the first version was made @champion at registration
+    if champion is not None and "surgery.behavior_family" in challenger.tags:
+        return _review_surgery(
+            family, challenger, champion, split, min_target_cut, max_capability_drop
+        )
     if champion is None:
         old = None
         promoted = True

@@ -35,4 +35,8 @@ def load_predictor(bundle_dir: Path, device: str = "cpu"):
         from behave.inference.timeseries import load_timex
 
         return load_timex(bundle_dir, device)
+    if family == "probe":
+        from behave.inference.probe import ProbePredictor
+
+        return ProbePredictor.from_dir(bundle_dir, device)
     raise ValueError(f"{bundle_dir}: unknown model family {family!r} in config.json")
