@@ -56,6 +56,10 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
   Captum method. Every ``behave.tsclassifier.<dataset>@champion`` is loaded, with
   ``behave.timex.<dataset>@champion`` when it explains that version (or local bundles named by
   ``BEHAVE_TSCLASSIFIER_BUNDLE`` / ``BEHAVE_TIMEX_BUNDLE``).
+- ``POST /probe`` ``{"probe": "behavegpt.risky", "history": [Event, ...]}`` -> the behavior
+  probe's score that the next event is in its family, and whether it is flagged; every
+  ``behave.probe.<model>.<behavior>@champion`` (made by ``behave surgery``) is loaded, or the
+  local bundle named by ``BEHAVE_PROBE_BUNDLE``. ``GET /probe/models`` lists them.
 - ``GET /explain/models`` -> what can be explained, with which methods (and why not timex);
   ``GET /explain/landmarks?model=freqshapes`` -> the TimeX landmarks and the explanations
   grouped under each.
@@ -83,7 +87,7 @@ from fastapi import FastAPI
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from serving import explain_schemas, neural_schemas, schemas, trajectory_schemas
+from serving import explain_schemas, neural_schemas, probe_schemas, schemas, trajectory_schemas
 from serving.explain_schemas import (
     ExplainInput,
     ExplainModelsResponse,
@@ -98,6 +102,7 @@ from serving.neural_schemas import (
     SpikeEvent,
 )
 from serving.neural_schemas import GenerateResponse as SpikesGenerateResponse
+from serving.probe_schemas import ProbeInput, ProbeModelsResponse, ProbeResponse
 from serving.schemas import (
     MAX_ACT_HISTORY_STEPS,
     MAX_GENERATE_STEPS,
@@ -184,6 +189,7 @@ class BehaveService:
         self._load_forecaster(device)
         self._load_neuroformer(device)
         self._load_explainers(device)
+        self._load_probes(device)
 
     def _load_behavegpt(self, device: str) -> None:
         self.predictor = None
@@ -318,6 +324,17 @@ class BehaveService:
             log.warning(
                 "no time-series classifier to explain: train one with "
                 "`behave fit --config pipelines/tsclassifier-freqshapes.yaml`"
+            )
+
+    def _load_probes(self, device: str) -> None:
+        """Every ``behave.probe.*@champion``, each with the model weights it reads."""
+        from serving.probes import load_probes
+
+        self.probes = load_probes(device)
+        probe_schemas.use_probes(self.probes)
+        if not self.probes:
+            log.warning(
+                "no behavior probe: POST /probe answers 503 until `behave surgery` registers one"
             )
 
     @bentoml.on_shutdown
@@ -766,6 +783,52 @@ class BehaveService:
             landmarks=item.timex.landmarks,
         )
 
+    @bentoml.api(route="/probe", input_spec=ProbeInput)
+    def probe(self, **fields) -> ProbeResponse:
+        """How likely the *next* event after a history is to be in a behavior family (e.g.
+        risky), by a linear probe on the hidden states of the model version it was trained on:
+        flag an input before acting on it. GET /probe/models lists the loaded probes."""
+        from behave.inference.behavegpt import HistoryEvent, InputError
+        from behave.inference.probe import THRESHOLD
+
+        request = ProbeInput(**fields)
+        if not self.probes:
+            return _unavailable_response(
+                "no behavior probe is loaded: `behave surgery --model "
+                "models:/behave.behavegpt@champion` trains and registers one"
+            )
+        name = request.probe or next(iter(self.probes))
+        item = self.probes[name]
+        history = [
+            HistoryEvent(e.behavior, e.timestamp, e.location, e.domain) for e in request.history
+        ]
+        try:
+            (result,) = item.predictor.score([history])
+        except InputError as err:
+            return _input_error_response(err)
+        info = item.info()
+        return ProbeResponse(
+            probe=name,
+            score=result["score"],
+            flagged=result["flagged"],
+            threshold=THRESHOLD,
+            label=info["label"],
+            events_used=result["events_used"],
+            truncated=result["events_dropped"] > 0,
+            probe_version=item.version,
+            reads_version=info["reads_version"],
+        )
+
+    @http_routes.get(
+        "/probe/models",
+        response_model=ProbeModelsResponse,
+        summary="The behavior probes POST /probe can use",
+    )
+    def probe_models(self):
+        """Per loaded probe: what it detects, the layer it reads, its held-out AUROC, its
+        version and the model version whose hidden states it reads."""
+        return ProbeModelsResponse(probes={name: item.info() for name, item in self.probes.items()})
+
     # ---- helpers -------------------------------------------------------------------------
     def _require_neuroformer(self):
         if self.neuroformer is None:  # normally answered earlier by _ModelRequired
@@ -831,7 +894,7 @@ _API_MODELS = {
     "neural_generate": ("neuroformer", "neuroformer_unavailable"),
 }
 # routes over several families: they answer 503 themselves, for the family a request names
-_CHECKS_ITS_OWN_MODELS = {"explain"}
+_CHECKS_ITS_OWN_MODELS = {"explain", "probe"}
 BehaveService.add_asgi_middleware(
     _ModelRequired,
     paths={

@@ -118,9 +118,45 @@ def registry(tiny_bundle, tmp_path_factory) -> dict[str, str]:
             run.info.run_id, "behavegpt", tiny_bundle, frame, output, tags={"test": "serving"}
         )
         _register_explainable(tracking, run.info.run_id, tmp_path_factory)
+        _register_probe(tracking, run.info.run_id, tiny_bundle, version, tmp_path_factory)
         tracking.client().set_terminated(run.info.run_id)
         assert tracking.get_version("behavegpt", "champion").version == version
     return {**env, "EXPECTED_VERSION": str(version)}
+
+
+PROBE_NAME = "behavegpt.toy"  # the probe registered beside the tiny model (test_probe.py)
+
+
+def tiny_probe(version: str):
+    """A fixed linear probe on layer 1 of the tiny model (registered as behave.probe.behavegpt.toy)."""
+    import torch
+
+    from behave.explain.probes import LinearProbe
+
+    return LinearProbe(
+        weight=torch.linspace(-1.0, 1.0, 16),
+        bias=0.1,
+        layer=1,
+        pooling="last",
+        metrics={"auroc": 0.9},
+        info={
+            "reads_model": "behave.behavegpt",
+            "reads_version": version,
+            "behavior_family": "toy",
+            "label": "next event is in family 'toy'",
+        },
+    )
+
+
+def _register_probe(tracking, run_id: str, bundle: Path, version: str, tmp_path_factory) -> None:
+    from behave.inference.probe import example_io, save_probe_bundle
+
+    out = save_probe_bundle(
+        tiny_probe(version), bundle, tmp_path_factory.mktemp("probe") / "bundle"
+    )
+    tracking.register_model(
+        run_id, "probe.behavegpt.toy", out, *example_io(out), tags={"reads_version": version}
+    )
 
 
 SERIES_LEN, SERIES_CHANNELS = (
