@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from behave import tracking
+from behave.errors import ConfigError
 from behave.explain.behavegpt_behaviors import (
     behavior_rates,
     collect_probe_data,
@@ -30,7 +31,7 @@ from behave.explain.behavegpt_behaviors import (
     generation_rate,
 )
 from behave.explain.probes import LinearProbe, probe_layers
-from behave.explain.surgery import SurgeryConfig, operate
+from behave.explain.surgery import SurgeryConfig, operate, plan_surgery
 
 __all__ = ["SurgeryResult", "run_surgery", "probe_family", "TARGET", "CAPABILITY"]
 
@@ -157,12 +158,21 @@ def run_surgery(
     split = json.loads(parent.tags["eval_split"])
     if data_dir:
         split["data_dir"] = str(Path(data_dir).resolve())
-    mask = family_token_mask(vocab.behaviors, behavior_family)
-    configs = [
-        SurgeryConfig(alpha=a, top_k=k, layers=layers, select=select, sign=sign, mode=mode)
-        for a in alphas
-        for k in top_ks
-    ]  # validates every grid point before any work
+    try:
+        mask = family_token_mask(vocab.behaviors, behavior_family)
+        configs = [
+            SurgeryConfig(alpha=a, top_k=k, layers=layers, select=select, sign=sign, mode=mode)
+            for a in alphas
+            for k in top_ks
+        ]  # validates every grid point before any work
+        for config in configs:  # layers and top_k against this model's blocks
+            plan_surgery(model, torch.ones(model.config.d_model), config)
+        if probe_layer is not None and not 0 <= probe_layer <= model.config.num_layers:
+            raise ValueError(
+                f"--probe-layer {probe_layer}: the model has layers 0..{model.config.num_layers}"
+            )
+    except ValueError as err:  # a bad --behavior-family, --alpha, --top-k, --layers, ...
+        raise ConfigError(str(err)) from err
     progress(
         f"loading the evaluation split of {parent_name} v{parent_version} ({split['data_dir']})"
     )
@@ -212,7 +222,10 @@ def run_surgery(
                 "val_positions": len(val_y),
                 "run_id": run_id,
             }
-            probes = probe_layers(train_x, train_y, val_x, val_y, pooling="last", info=info)
+            try:
+                probes = probe_layers(train_x, train_y, val_x, val_y, pooling="last", info=info)
+            except ValueError as err:  # e.g. the family never occurs in these users' data
+                raise ConfigError(f"--behavior-family {behavior_family}: {err}") from err
             for layer, p in probes.items():
                 for k, v in p.metrics.items():
                     c.log_metric(run_id, f"probe/{k}", v, step=layer)

@@ -1,0 +1,138 @@
+"""`behave surgery` end to end on a tiny BehaveGPT: probe, edit, evaluate, register with
+lineage, reproduce the edit from the registry, gate it with `behave promote`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_cli import TINY, behave
+
+pytestmark = pytest.mark.slow
+
+FAMILY = "churn"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    from behave.data.user_events import generate_user_events
+
+    root = tmp_path_factory.mktemp("surgery")
+    generate_user_events(
+        root / "data" / "user-events-tiny", num_events=20_000, num_behaviors=60, seed=3,
+        progress=False,
+    )  # fmt: skip
+    behave("fit", "--config", str(TINY), cwd=root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_global_store(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _client(workdir: Path):
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _bundle(name: str, version: str) -> Path:
+    from behave import tracking
+
+    return tracking.resolve_model_dir(f"models:/{name}/{version}")
+
+
+def test_surgery_registers_a_reproducible_edit_with_lineage_then_promote_gates_it(
+    workdir, monkeypatch
+):
+    out = behave(
+        "surgery", "--behavior-family", FAMILY, "--alpha", "2", "4", "--top-k", "8", "16",
+        cwd=workdir,
+    ).stdout  # fmt: skip
+    assert "family_top1_rate" in out and "recall_at_10_other" in out
+    assert "registered behave.probe.behavegpt.churn v1" in out
+    assert "registered behave.behavegpt v2 (@challenger)" in out
+    assert "@champion is unchanged" in out
+
+    c = _client(workdir)
+    v2 = c.get_model_version("behave.behavegpt", "2")
+    tags = v2.tags
+    assert tags["surgery.parent_version"] == "1"
+    assert tags["surgery.behavior_family"] == FAMILY
+    assert tags["surgery.probe_run_id"] == v2.run_id
+    assert tags["surgery.probe"] == "models:/behave.probe.behavegpt.churn/1"
+    edit = json.loads(tags["surgery.edit"])
+    assert edit["alpha"] in (2.0, 4.0) and edit["top_k"] in (8, 16)
+    assert edit["rows_edited"] == edit["top_k"]
+    assert set(json.loads(tags["surgery.before_after"])) == {"before", "after"}
+    assert "eval_split" in tags
+    # surgery never moves @champion
+    assert str(c.get_model_version_by_alias("behave.behavegpt", "champion").version) == "1"
+    assert str(c.get_model_version_by_alias("behave.behavegpt", "challenger").version) == "2"
+    probe_version = c.get_model_version("behave.probe.behavegpt.churn", "1")
+    assert probe_version.tags["reads_version"] == "1"
+    run = c.get_run(v2.run_id)
+    assert {"plots/probe_layers.png", "plots/sweep.png", "plots/before_after.png"} <= {
+        a.path for a in c.list_artifacts(v2.run_id, "plots")
+    }
+    assert "after/family_top1_rate" in run.data.metrics
+
+    # the edit is reproducible: the registered parent + the registered probe + the recorded
+    # parameters give the registered child bit for bit, and only the planned rows differ
+    from behave.explain.probes import LinearProbe
+    from behave.explain.surgery import SurgeryConfig, operate
+    from behave.models.behavegpt import BehaveGPT, BehaveGPTConfig
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}")
+    bundle = _bundle("behave.behavegpt", "2")
+    parent = load_file(str(_bundle("behave.behavegpt", "1") / "weights.safetensors"))
+    child = load_file(str(bundle / "weights.safetensors"))
+    probe = LinearProbe.load(_bundle("behave.probe.behavegpt.churn", "1"))
+    config = BehaveGPTConfig(**json.loads((bundle / "config.json").read_text())["model"])
+    model = BehaveGPT(config)
+    model.load_state_dict({**parent, "head.weight": parent["behavior_embedding.weight"]})
+    plan = operate(model, probe.direction, SurgeryConfig(alpha=edit["alpha"], top_k=edit["top_k"]))
+    replayed = model.state_dict()
+    for name, tensor in child.items():
+        assert torch.equal(replayed[name], tensor), name
+        rows = plan.rows.get(name, [])
+        changed = (tensor != parent[name]).reshape(len(tensor), -1).any(1).nonzero().flatten()
+        assert changed.tolist() == rows, name
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the CLI finds ./mlflow on its own
+    # the registered probe can drive the same edit again (no retraining), registering nothing
+    again = behave(
+        "surgery", "--behavior-family", FAMILY, "--probe",
+        "models:/behave.probe.behavegpt.churn@champion", "--alpha", str(edit["alpha"]),
+        "--top-k", str(edit["top_k"]), "--no-register", cwd=workdir,
+    ).stdout  # fmt: skip
+    assert "registered" not in again
+    after = json.loads(tags["surgery.before_after"])["after"]
+    assert f"{after['family_top1_rate']:.4f}" in again
+
+    review = behave("promote", "behavegpt", cwd=workdir).stdout
+    assert "family_top1_rate" in review and "decides" in review
+    status = c.get_model_version("behave.behavegpt", "2").tags["validation_status"]
+    assert status in ("promoted", "rejected")
+    if status == "rejected":
+        assert "kept v1 as @champion: " in review
+
+
+def test_bad_arguments_are_one_line_errors(workdir):
+    proc = behave("surgery", "--behavior-family", "nope", "--no-register", cwd=workdir, check=False)
+    assert proc.returncode == 2
+    assert "behavior family 'nope' is not in the vocabulary" in proc.stderr
+    assert "churn" in proc.stderr and "Traceback" not in proc.stderr
+    proc = behave("surgery", "--layers", "5", "7", "--no-register", cwd=workdir, check=False)
+    assert proc.returncode == 2 and "select no block" in proc.stderr
+    proc = behave(
+        "surgery", "--probe", "models:/behave.probe.behavegpt.churn@champion",
+        "--model", "models:/behave.behavegpt/2", "--no-register", cwd=workdir, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "reads behave.behavegpt v1" in proc.stderr
