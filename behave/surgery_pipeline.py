@@ -79,7 +79,7 @@ class SurgeryResult:
         ]
         head = f"{'test metric':<26}{'before':>10}{'after':>10}{'change':>10}"
         rows = [head, "-" * len(head)]
-        for k in keys:
+        for k in (k for k in keys if k in self.before):
             b, a = self.before[k], self.after[k]
             change = f"{(a / b - 1) * 100:+.1f}%" if b else "-"
             rows.append(f"{k:<26}{b:>10.4f}{a:>10.4f}{change:>10}")

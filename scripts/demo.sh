@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # README command (1): set up, generate data, train BehaveGPT, Decision Mamba, the Graph-LSTM and
-# Neuroformer, register and review them in MLflow, serve them with BentoML, send example requests
-# (including LunarLander episodes flown through POST /act, highway scenes forecast through
-# POST /trajectory/forecast, a held-out trial's spikes decoded through POST /neural/decode and
-# held-out series explained by TimeX and Integrated Gradients through POST /explain),
-# print where to look, stop cleanly.
+# Neuroformer, edit a behavior out of BehaveGPT (model surgery), register and review them in
+# MLflow, serve them with BentoML, send example requests (including histories flagged by the
+# behavior probe through POST /probe, LunarLander episodes flown through POST /act, highway
+# scenes forecast through POST /trajectory/forecast, a held-out trial's spikes decoded through
+# POST /neural/decode and held-out series explained by TimeX and Integrated Gradients through
+# POST /explain), print where to look, stop cleanly.
 #   BEHAVE_DEMO_EVENTS   events to generate (default 1,000,000)
 #   BEHAVE_PORT          service port on 127.0.0.1 (default 3000)
 #   BEHAVE_KEEP_SERVING  set to 1 to leave the service running at the end
@@ -28,6 +29,12 @@ step "training BehaveGPT (DRO objective) on social, commerce, media; logging to 
 behave fit --config pipelines/behavegpt.yaml --trainer.enable_model_summary false
 
 step "reviewing the new version (@challenger) against @champion on the fixed test split"
+behave promote behavegpt
+
+step "model surgery: probe BehaveGPT for 'next event is risky.*', edit the MLP rows the paper picks (alpha x top-k swept on validation users), register the edit with its lineage"
+behave surgery --behavior-family risky
+
+step "reviewing the edited version: promoted only if it cuts top-1 risky predictions >= 50% with recall@10 elsewhere within 2%"
 behave promote behavegpt
 
 step "recording 100k LunarLander transitions from a noisy scripted lander (D4RL 'medium')"
@@ -123,6 +130,9 @@ step "a bad request: an unknown behavior is a 400 naming the field"
 curl -sS -w '\nHTTP %{http_code}\n' -X POST "$url/next_behavior" -H 'content-type: application/json' \
   -d '{"requests": [{"history": [{"behavior": "no.such.behavior"}]}]}'
 
+step "POST /probe: real histories flagged by the risky-behavior probe; what the (edited) model recommends"
+python scripts/probe_client.py --url "$url" --data-dir data/user-events
+
 step "GET /policy (the served Decision Mamba: sizes, bounds, default target return)"
 curl -fsS "$url/policy" | show 20
 
@@ -164,8 +174,9 @@ cat <<EOF
   service        ${url}/  (Swagger UI; spec at ${url}/docs.json; service log: ${log})
   MLflow UI      . .venv/bin/activate && mlflow ui --backend-store-uri sqlite:///$(pwd)/mlflow/mlflow.db --port 5000
                  then open http://127.0.0.1:5000 (experiments "behavegpt", "decision-mamba",
-                 "graph-lstm", "neuroformer", "tsclassifier-freqshapes", "timex-freqshapes";
-                 models "behave.behavegpt", "behave.decision_mamba", "behave.graph_lstm",
+                 "graph-lstm", "neuroformer", "tsclassifier-freqshapes", "timex-freqshapes",
+                 "surgery"; models "behave.behavegpt" (the newest: the edit, lineage in its tags),
+                 "behave.probe.behavegpt.risky", "behave.decision_mamba", "behave.graph_lstm",
                  "behave.neuroformer", "behave.tsclassifier.freqshapes", "behave.timex.freqshapes")
   heatmaps       explanations/*.png (TimeX and IG over the explained series)
   serve again    . .venv/bin/activate && behave serve

@@ -27,6 +27,6 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
 fi
 echo "==> installing behave and its stack (constraints.txt keeps torch as installed)"
-pip install -q -c constraints.txt -e ".[serve,explain,rl,mujoco,traffic,dev]"
+pip install -q -c constraints.txt -e ".[serve,explain,surgery,rl,mujoco,traffic,dev]"
 echo "$want" > "$stamp"
 echo "==> ready: . .venv/bin/activate && behave --help"
