@@ -385,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="layer whose probe gives the direction, 0 = embeddings (default: the last, as the paper)",
     )
     surgery.add_argument(
+        "--direction",
+        choices=("probe", "mean_difference", "mean_difference_per_layer"),
+        default="probe",
+        help="edit along the probe's weight (paper), the class-mean difference at its layer, or "
+        "each block's own class-mean difference (default: %(default)s)",
+    )
+    surgery.add_argument(
         "--max-capability-drop",
         type=float,
         default=0.01,
@@ -652,6 +659,7 @@ def _run_surgery(args: argparse.Namespace) -> None:
         mode=args.mode,
         probe_uri=args.probe,
         probe_layer=args.probe_layer,
+        direction=args.direction,
         max_capability_drop=args.max_capability_drop,
         data_dir=args.data_dir,
         register=not args.no_register,

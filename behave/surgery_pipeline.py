@@ -30,7 +30,7 @@ from behave.explain.behavegpt_behaviors import (
     family_token_mask,
     generation_rate,
 )
-from behave.explain.probes import LinearProbe, probe_layers
+from behave.explain.probes import LinearProbe, mean_difference_direction, probe_layers
 from behave.explain.surgery import SurgeryConfig, operate, plan_surgery
 
 __all__ = ["SurgeryResult", "run_surgery", "probe_family", "TARGET", "CAPABILITY"]
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "surgery"
 TARGET = "family_top1_rate"  # what the edit must cut: how often F is the model's top guess
 CAPABILITY = "recall_at_10_other"  # what it must keep: ranking of every other behavior
+# the edit's direction: the probe's weight (the paper), the class-mean difference at the probe's
+# layer, or each block's own class-mean difference (what met the target on SmolLM2)
+DIRECTIONS = ("probe", "mean_difference", "mean_difference_per_layer")
 
 
 def probe_family(model_family: str, behavior_family: str) -> str:
@@ -129,6 +132,7 @@ def run_surgery(
     mode: str = "shift",
     probe_uri: str | None = None,
     probe_layer: int | None = None,
+    direction: str = "probe",
     max_probe_positions: int = 40_000,
     max_capability_drop: float = 0.01,
     generation_histories: int = 64,
@@ -167,6 +171,8 @@ def run_surgery(
         ]  # validates every grid point before any work
         for config in configs:  # layers and top_k against this model's blocks
             plan_surgery(model, torch.ones(model.config.d_model), config)
+        if direction not in DIRECTIONS:
+            raise ValueError(f"--direction must be one of {DIRECTIONS}, got {direction!r}")
         if probe_layer is not None and not 0 <= probe_layer <= model.config.num_layers:
             raise ValueError(
                 f"--probe-layer {probe_layer}: the model has layers 0..{model.config.num_layers}"
@@ -194,6 +200,7 @@ def run_surgery(
             "select": select,
             "sign": sign,
             "mode": mode,
+            "direction": direction,
             "max_capability_drop": max_capability_drop,
             "seed": seed,
         }
@@ -237,13 +244,26 @@ def run_surgery(
             # the paper reads the behavior direction off the last layer
             probe = probes[probe_layer if probe_layer is not None else max(probes)]
         c.log_param(run_id, "probe_layer", probe.layer)
+        if direction != "probe" and probe_uri:  # class means need this version's states
+            train_x, train_y = collect_probe_data(
+                model, windows["train"], mask, max_positions=max_probe_positions, seed=seed
+            )
+        if direction == "probe":  # the paper
+            v = probe.direction
+        elif direction == "mean_difference":
+            v = mean_difference_direction(train_x[probe.layer], train_y)
+        else:  # block l's MLP reads the residual stream entering it, hidden_states[l]
+            v = {
+                block: mean_difference_direction(train_x[block], train_y)
+                for block in range(model.config.num_layers)
+            }
 
         progress(f"before the edit: scoring {parent_name} v{parent_version} on validation users")
         base_val = behavior_rates(model, windows["val"], mask)
         sweep = []
         for config in configs:
             edited = copy.deepcopy(model)
-            plan = operate(edited, probe.direction, config)
+            plan = operate(edited, v, config)
             m = behavior_rates(edited, windows["val"], mask)
             point = {
                 "alpha": config.alpha,
@@ -267,7 +287,7 @@ def run_surgery(
 
         progress(f"chosen: alpha {config.alpha:g}, top-k {config.top_k}; scoring on test users")
         edited = copy.deepcopy(model)
-        plan = operate(edited, probe.direction, config)
+        plan = operate(edited, v, config)
         before = _evaluate(model, windows["test"], mask, generation_histories, seed)
         after = _evaluate(edited, windows["test"], mask, generation_histories, seed)
         result = SurgeryResult(
@@ -287,7 +307,8 @@ def run_surgery(
         c.log_metric(run_id, "target_reduction", result.target_reduction)
         c.log_metric(run_id, "capability_change", result.capability_change)
         c.log_text(run_id, result.table(), "before_after.txt")
-        c.log_text(run_id, json.dumps(plan.summary(), indent=2), "edit.json")
+        edit = {**plan.summary(), "direction": direction, "probe_layer": probe.layer}
+        c.log_text(run_id, json.dumps(edit, indent=2), "edit.json")
         figures["before_after"] = before_after_plot(before, after, behavior_family)
         tracking.log_figures(run_id, figures)
         with tempfile.TemporaryDirectory() as tmp:
@@ -304,7 +325,7 @@ def run_surgery(
                     "surgery.probe_run_id": probe.info.get("run_id", run_id),
                     "surgery.probe": probe_uri
                     or f"models:/behave.{probe_family('behavegpt', behavior_family)}/{probe_version}",
-                    "surgery.edit": json.dumps(plan.summary()),
+                    "surgery.edit": json.dumps(edit),
                     "surgery.before_after": json.dumps(
                         {"before": before, "after": after}, sort_keys=True
                     ),
@@ -315,7 +336,7 @@ def run_surgery(
                     edited,
                     vocab,
                     Path(tmp) / "bundle",
-                    extra={"surgery": {"parent_version": parent_version, **plan.summary()}},
+                    extra={"surgery": {"parent_version": parent_version, **edit}},
                 )
                 result.version = tracking.register_model(
                     run_id, "behavegpt", out, *_example_io(edited, vocab), tags=lineage

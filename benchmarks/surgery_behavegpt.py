@@ -49,6 +49,8 @@ VARIANTS = {  # name -> run_surgery keyword arguments
     "paper: anti-aligned rows, +alpha·v": {},
     "aligned rows, -alpha·v": {"select": "aligned", "sign": -1},
     "aligned rows, projection removed": {"select": "aligned", "mode": "remove"},
+    "paper's edit, class-mean difference": {"direction": "mean_difference"},
+    "paper's edit, per-block mean differences": {"direction": "mean_difference_per_layer"},
 }
 VARIANT_ALPHAS, VARIANT_TOP_KS = [2.0, 4.0, 8.0], [32, 128]
 
@@ -189,10 +191,10 @@ def print_family(family: str, entry: dict) -> None:
         + f"; {CAPABILITY} "
         + ", ".join(f"{c:+.2%}" for c in control["capability_changes"])
     )
-    print(f"{'variant (validation)':<38}{'best cut':>9}{'recall':>9}{'alpha':>7}{'k':>5}")
+    print(f"{'variant (validation)':<44}{'best cut':>9}{'recall':>9}{'alpha':>7}{'k':>5}")
     for name, v in entry["variants"].items():
         print(
-            f"{name:<38}{v['best_val_cut']:>9.1%}{v['its_capability_change']:>9.2%}"
+            f"{name:<44}{v['best_val_cut']:>9.1%}{v['its_capability_change']:>9.2%}"
             f"{v['alpha']:>7g}{v['top_k']:>5}"
         )
 

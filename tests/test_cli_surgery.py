@@ -136,3 +136,11 @@ def test_bad_arguments_are_one_line_errors(workdir):
         "--model", "models:/behave.behavegpt/2", "--no-register", cwd=workdir, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "reads behave.behavegpt v1" in proc.stderr
+
+
+def test_per_block_mean_difference_direction_edits_without_registering(workdir):
+    proc = behave(
+        "surgery", "--behavior-family", FAMILY, "--direction", "mean_difference_per_layer",
+        "--alpha", "1", "--top-k", "8", "--no-register", cwd=workdir,
+    )  # fmt: skip
+    assert "family_top1_rate" in proc.stdout and "registered" not in proc.stdout

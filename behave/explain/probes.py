@@ -32,6 +32,7 @@ __all__ = [
     "fit_probe",
     "probe_layers",
     "binary_auroc",
+    "mean_difference_direction",
 ]
 
 POOLINGS = ("mean", "last")
@@ -164,6 +165,22 @@ def fit_probe(
     w_raw = (w.detach() / std).float()
     b_raw = float(b.detach() - (w.detach() * mean / std).sum())
     return w_raw, b_raw
+
+
+def mean_difference_direction(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Unit vector from the mean of the negatives to the mean of the positives, (D,).
+
+    An alternative edit direction to a probe's weight: the probe's weight separates the classes
+    best (it leans on low-variance dimensions), the mean difference says where the behavior's
+    states *are*. On SmolLM2 the two had cosine 0.23 and the mean difference edited far better
+    (``benchmarks/surgery_llm.py``).
+    """
+    labels = labels.bool().flatten()
+    if labels.all() or not labels.any():
+        raise ValueError("the mean difference needs both labels")
+    x = features.float()
+    diff = x[labels].mean(0) - x[~labels].mean(0)
+    return diff / diff.norm().clamp_min(1e-12)
 
 
 def _classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

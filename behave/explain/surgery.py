@@ -17,6 +17,12 @@ Where we differ from the official code, and why:
   ``sign=-1`` (shift away from the behavior), and ``mode="remove"`` (remove ``alpha`` times each
   selected row's component along ``v`` instead of shifting it).
 - ``layers`` restricts the candidates to a block range (the official code scans all 32).
+- ``direction`` may be one vector (the paper: the last layer's probe, for every block) or one
+  per block (``{block: (D,)}``): block ``l``'s MLP reads the residual stream entering it
+  (``hidden_states[l]``), so its rows are scored against, and shifted along, that layer's own
+  direction; the top-k stays global over all blocks' cosines. Measured on SmolLM2
+  (``benchmarks/surgery_llm.py``), per-block class-mean differences were the only directions
+  that met the toxicity target.
 
 Supported projections: LLaMA/Mistral/Qwen-style ``mlp.gate_proj``, ``fc_in``/``fc1`` linear
 layers, and BehaveGPT's ``blocks.<i>.mlp.0`` (its fc_in). Each is an ``nn.Linear`` whose weight is
@@ -86,7 +92,7 @@ class SurgeryPlan:
     config: SurgeryConfig
     rows: dict[str, list[int]]  # parameter name -> edited row indices (sorted)
     cosines: dict[str, list[float]]  # cos(row, v) of each edited row, same order
-    shift: torch.Tensor  # (D,) the vector added to each row in mode "shift"
+    shifts: dict[str, torch.Tensor]  # parameter name -> (D,) vector added to its edited rows
     candidates: int = 0  # rows that were scored
     layer_counts: dict[int, int] = field(default_factory=dict)  # block -> rows edited
 
@@ -96,7 +102,7 @@ class SurgeryPlan:
             "rows_edited": sum(len(r) for r in self.rows.values()),
             "rows_scored": self.candidates,
             "rows_per_layer": {str(k): v for k, v in sorted(self.layer_counts.items())},
-            "shift_norm": float(self.shift.norm()),
+            "shift_norm": max((float(v.norm()) for v in self.shifts.values()), default=0.0),
         }
 
 
@@ -117,8 +123,16 @@ def mlp_input_projections(model: nn.Module) -> list[tuple[int, str, nn.Parameter
     return sorted(found, key=lambda item: item[0])
 
 
-def plan_surgery(model: nn.Module, direction: torch.Tensor, config: SurgeryConfig) -> SurgeryPlan:
-    """Scores every candidate row by cosine with ``direction`` and picks the global top-k."""
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    v = v.detach().float().cpu().flatten()
+    return v / v.norm().clamp_min(1e-12)
+
+
+def plan_surgery(
+    model: nn.Module, direction: torch.Tensor | dict[int, torch.Tensor], config: SurgeryConfig
+) -> SurgeryPlan:
+    """Scores every candidate row by cosine with its block's direction (one shared vector, or
+    ``{block: vector}``) and picks the global top-k."""
     projections = mlp_input_projections(model)
     if config.layers is not None:
         first, last = config.layers
@@ -128,18 +142,24 @@ def plan_surgery(model: nn.Module, direction: torch.Tensor, config: SurgeryConfi
                 f"layers {list(config.layers)} select no block; the model has blocks "
                 f"0..{max(b for b, _, _ in mlp_input_projections(model))}"
             )
+    if isinstance(direction, dict):
+        missing = sorted({b for b, _, _ in projections} - set(direction))
+        if missing:
+            raise ValueError(f"no direction for block(s) {missing}: give one per edited block")
+        units = {b: _unit(direction[b]) for b, _, _ in projections}
+    else:
+        units = {b: _unit(direction) for b, _, _ in projections}
     hidden = projections[0][2].shape[1]
-    if direction.numel() != hidden:
-        raise ValueError(
-            f"probe direction has {direction.numel()} dims but the MLP rows have {hidden}: "
-            "the probe was trained on another model"
-        )
-    v = direction.detach().float().cpu().flatten()
-    v = v / v.norm().clamp_min(1e-12)
+    for v in units.values():
+        if v.numel() != hidden:
+            raise ValueError(
+                f"probe direction has {v.numel()} dims but the MLP rows have {hidden}: "
+                "the probe was trained on another model"
+            )
     scores, owners, norms = [], [], []
     for block, name, weight in projections:
         w = weight.detach().float().cpu()  # (out, D)
-        cos = torch.nn.functional.cosine_similarity(w, v.unsqueeze(0), dim=1)  # (out,)
+        cos = torch.nn.functional.cosine_similarity(w, units[block].unsqueeze(0), dim=1)  # (out,)
         scores.append(cos)
         owners.extend((block, name, i) for i in range(w.shape[0]))
         norms.append(w.norm(dim=1))
@@ -157,29 +177,33 @@ def plan_surgery(model: nn.Module, direction: torch.Tensor, config: SurgeryConfi
         rows.setdefault(name, []).append(row)
         cosines.setdefault(name, []).append(float(cos_all[index]))
         layer_counts[block] = layer_counts.get(block, 0) + 1
-    shift = config.sign * config.alpha * float(torch.cat(norms).mean()) * v
-    return SurgeryPlan(config, rows, cosines, shift, len(cos_all), layer_counts)
+    scale = config.sign * config.alpha * float(torch.cat(norms).mean())
+    block_of = {name: block for block, name, _ in projections}
+    shifts = {name: scale * units[block_of[name]] for name in rows}
+    return SurgeryPlan(config, rows, cosines, shifts, len(cos_all), layer_counts)
 
 
 @torch.no_grad()
 def apply_surgery(model: nn.Module, plan: SurgeryPlan) -> nn.Module:
     """Edits ``model`` in place as planned; every other parameter stays bit-identical."""
     params = dict(model.named_parameters())
-    v = plan.shift / plan.shift.norm().clamp_min(1e-12)
     for name, rows in plan.rows.items():
         weight = params[name]
         idx = torch.tensor(rows, device=weight.device)
         selected = weight[idx].float()  # (k, D)
+        shift = plan.shifts[name].to(weight.device)
         if plan.config.mode == "shift":
-            edited = selected + plan.shift.to(weight.device)
+            edited = selected + shift
         else:  # remove alpha x the component along v (sign is irrelevant to a projection)
-            vv = v.to(weight.device)
-            edited = selected - plan.config.alpha * (selected @ vv).unsqueeze(1) * vv
+            v = shift / shift.norm().clamp_min(1e-12)
+            edited = selected - plan.config.alpha * (selected @ v).unsqueeze(1) * v
         weight[idx] = edited.to(weight.dtype)
     return model
 
 
-def operate(model: nn.Module, direction: torch.Tensor, config: SurgeryConfig) -> SurgeryPlan:
+def operate(
+    model: nn.Module, direction: torch.Tensor | dict[int, torch.Tensor], config: SurgeryConfig
+) -> SurgeryPlan:
     """Plans and applies the edit in place; returns the plan (what changed, for the record)."""
     plan = plan_surgery(model, direction, config)
     apply_surgery(model, plan)

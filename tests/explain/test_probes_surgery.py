@@ -112,7 +112,7 @@ def test_surgery_edits_exactly_the_planned_rows_and_nothing_else():
             continue
         changed = (tensor != before[name]).any(dim=1).nonzero().flatten().tolist()
         assert changed == rows
-        torch.testing.assert_close(tensor[rows], before[name][rows] + plan.shift)
+        torch.testing.assert_close(tensor[rows], before[name][rows] + plan.shifts[name])
     # the chosen rows are the most anti-aligned of all candidates in blocks 1-2
     cos = torch.cat(
         [
@@ -161,3 +161,34 @@ def test_surgery_rejects_mismatched_probe_and_bad_config():
         SurgeryConfig(mode="scale")
     with pytest.raises(ValueError, match="no MLP input projection"):
         mlp_input_projections(torch.nn.Linear(3, 3))
+
+
+def test_per_block_directions_score_each_block_against_its_own():
+    model = small_gpt()
+    g = torch.Generator().manual_seed(5)
+    directions = {b: torch.randn(16, generator=g) for b in range(3)}
+    before = copy.deepcopy(model.state_dict())
+    plan = operate(model, directions, SurgeryConfig(alpha=1.0, top_k=12))
+    cos = []
+    for block, name, _ in mlp_input_projections(model):
+        v = directions[block] / directions[block].norm()
+        cos.append(torch.nn.functional.cosine_similarity(before[name], v[None], dim=1))
+        if name in plan.rows:  # shifted along its own block's direction
+            shift = plan.shifts[name]
+            assert torch.nn.functional.cosine_similarity(shift, v, dim=0) > 0.9999
+    chosen = sorted(c for cs in plan.cosines.values() for c in cs)
+    torch.testing.assert_close(torch.tensor(chosen), torch.cat(cos).sort().values[:12])
+    with pytest.raises(ValueError, match="no direction for block"):
+        plan_surgery(small_gpt(), {0: torch.randn(16)}, SurgeryConfig(top_k=4))
+
+
+def test_mean_difference_points_from_negatives_to_positives():
+    from behave.explain.probes import mean_difference_direction
+
+    x, y, direction = planted()
+    v = mean_difference_direction(x, y)
+    assert v.norm() == pytest.approx(1.0)
+    diff = x[y].mean(0) - x[~y].mean(0)
+    torch.testing.assert_close(v, diff / diff.norm())
+    with pytest.raises(ValueError, match="both labels"):
+        mean_difference_direction(x, torch.ones(len(x), dtype=torch.bool))
