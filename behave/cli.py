@@ -385,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="layer whose probe gives the direction, 0 = embeddings (default: the last, as the paper)",
     )
     surgery.add_argument(
+        "--per-block",
+        action="store_true",
+        help="take top-k // blocks rows from every block instead of one global top-k",
+    )
+    surgery.add_argument(
         "--direction",
         choices=("probe", "mean_difference", "mean_difference_per_layer"),
         default="probe",
@@ -660,6 +665,7 @@ def _run_surgery(args: argparse.Namespace) -> None:
         probe_uri=args.probe,
         probe_layer=args.probe_layer,
         direction=args.direction,
+        per_block=args.per_block,
         max_capability_drop=args.max_capability_drop,
         data_dir=args.data_dir,
         register=not args.no_register,

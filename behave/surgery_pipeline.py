@@ -133,6 +133,7 @@ def run_surgery(
     probe_uri: str | None = None,
     probe_layer: int | None = None,
     direction: str = "probe",
+    per_block: bool = False,
     max_probe_positions: int = 40_000,
     max_capability_drop: float = 0.01,
     generation_histories: int = 64,
@@ -165,7 +166,15 @@ def run_surgery(
     try:
         mask = family_token_mask(vocab.behaviors, behavior_family)
         configs = [
-            SurgeryConfig(alpha=a, top_k=k, layers=layers, select=select, sign=sign, mode=mode)
+            SurgeryConfig(
+                alpha=a,
+                top_k=k,
+                layers=layers,
+                select=select,
+                sign=sign,
+                mode=mode,
+                per_block=per_block,
+            )
             for a in alphas
             for k in top_ks
         ]  # validates every grid point before any work
@@ -201,6 +210,7 @@ def run_surgery(
             "sign": sign,
             "mode": mode,
             "direction": direction,
+            "per_block": per_block,
             "max_capability_drop": max_capability_drop,
             "seed": seed,
         }

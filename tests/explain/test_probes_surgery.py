@@ -192,3 +192,15 @@ def test_mean_difference_points_from_negatives_to_positives():
     torch.testing.assert_close(v, diff / diff.norm())
     with pytest.raises(ValueError, match="both labels"):
         mean_difference_direction(x, torch.ones(len(x), dtype=torch.bool))
+
+
+def test_per_block_allocation_takes_the_same_number_of_rows_from_every_block():
+    model = small_gpt()
+    direction = torch.randn(16, generator=torch.Generator().manual_seed(6))
+    plan = plan_surgery(model, direction, SurgeryConfig(top_k=10, per_block=True))
+    assert plan.layer_counts == {0: 3, 1: 3, 2: 3}
+    for _, name, weight in mlp_input_projections(model):  # each block's most anti-aligned
+        cos = torch.nn.functional.cosine_similarity(weight.detach(), direction[None], dim=1)
+        assert sorted(plan.rows[name]) == sorted(cos.argsort()[:3].tolist())
+    with pytest.raises(ValueError, match="one row per block"):
+        plan_surgery(model, direction, SurgeryConfig(top_k=2, per_block=True))
