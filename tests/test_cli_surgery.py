@@ -26,7 +26,11 @@ def workdir(tmp_path_factory) -> Path:
         root / "data" / "user-events-tiny", num_events=20_000, num_behaviors=60, seed=3,
         progress=False,
     )  # fmt: skip
-    behave("fit", "--config", str(TINY), cwd=root)
+    # module-scoped: runs before the autouse fixture below, so clear a store URI that an
+    # earlier in-process MLflow call left in the environment (the fit must use ./mlflow)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        behave("fit", "--config", str(TINY), cwd=root)
     return root
 
 
