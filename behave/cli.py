@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=float,
         nargs="+",
-        default=[2.0, 3.0, 4.0, 6.0],
+        default=[2.0, 4.0, 8.0],
         help="shift size(s), in mean MLP-row norms (default: %(default)s)",
     )
     surgery.add_argument(

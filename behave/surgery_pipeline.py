@@ -136,7 +136,7 @@ def run_surgery(
     per_block: bool = False,
     max_probe_positions: int = 40_000,
     max_capability_drop: float = 0.01,
-    generation_histories: int = 64,
+    generation_histories: int = 256,  # x 16 sampled events; fewer is too noisy for a ~1% rate
     data_dir: str | None = None,
     register: bool = True,
     seed: int = 0,
