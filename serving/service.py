@@ -94,6 +94,7 @@ from serving.explain_schemas import (
     ExplainResponse,
     LandmarksResponse,
 )
+from serving.guards import RequestGuard
 from serving.neural_schemas import (
     ConnectivityResponse,
     DecodeInput,
@@ -895,6 +896,9 @@ _API_MODELS = {
 }
 # routes over several families: they answer 503 themselves, for the family a request names
 _CHECKS_ITS_OWN_MODELS = {"explain", "probe"}
+# auth and body size are checked before anything else (serving/guards.py); BentoML wraps the
+# app in its middlewares in the order added, the first outermost
+BehaveService.add_asgi_middleware(RequestGuard)
 BehaveService.add_asgi_middleware(
     _ModelRequired,
     paths={
