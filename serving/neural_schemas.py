@@ -135,12 +135,16 @@ class GenerateInput(_SpikesInput):
     start at the context window's start (the last spike's bin minus the previous window)."""
 
     duration_s: float = Field(
-        default=0.5, gt=0, le=MAX_GENERATE_S, description="seconds to generate"
+        default=0.5,
+        ge=0.01,
+        le=MAX_GENERATE_S,
+        description="seconds to generate (one 10 ms bin at least)",
     )
     seed: int = Field(default=0, ge=0, description="same seed, same spikes")
-    temperature: float = Field(default=1.0, gt=0, le=10)
+    # inclusive bounds only: BentoML's spec is OpenAPI 3.0, where exclusive ones are booleans
+    temperature: float = Field(default=1.0, ge=0.01, le=10)
     top_k: int | None = Field(default=None, ge=1)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_p: float | None = Field(default=None, ge=0.001, le=1)
 
 
 class GenerateResponse(BaseModel):

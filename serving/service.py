@@ -84,6 +84,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
@@ -162,6 +163,19 @@ SESSION_ENV = {
 # Plain HTTP routes BentoML's @bentoml.api (always POST) cannot express; BentoML mounts this
 # app and merges its routes into /docs.json. Its own docs pages are off: BentoML serves them.
 http_routes = FastAPI(title="behave", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@http_routes.exception_handler(RequestValidationError)
+async def _query_error(request, err: RequestValidationError) -> JSONResponse:
+    """A bad query parameter on these routes: 400 with the body every other route gives
+    (FastAPI's default is a 422 without an ``error`` message)."""
+    details = [
+        {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")}
+        for e in err.errors()
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"] if part != "query") or "request"
+    return JSONResponse({"error": f"{where}: {first['msg']}", "detail": details}, status_code=400)
 
 
 @bentoml.asgi_app(http_routes, path="/")
@@ -392,11 +406,16 @@ class BehaveService:
             20, ge=1, le=MAX_GENERATE_STEPS, description="behaviors to generate"
         ),
         temperature: float = Field(
-            1.0, gt=0, le=MAX_TEMPERATURE, allow_inf_nan=False, description="softmax temperature"
+            # inclusive bounds only: BentoML's spec is OpenAPI 3.0 (boolean exclusive bounds)
+            1.0,
+            ge=0.01,
+            le=MAX_TEMPERATURE,
+            allow_inf_nan=False,
+            description="softmax temperature",
         ),
         top_k: GenerateTopK = None,
         seed: int | None = Field(
-            None, ge=0, lt=2**63, description="sampling seed; null: a random one (returned)"
+            None, ge=0, le=2**63 - 1, description="sampling seed; null: a random one (returned)"
         ),
     ) -> GenerateResponse:
         """Samples the next ``num_steps`` behaviors after a history.

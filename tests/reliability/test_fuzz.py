@@ -1,0 +1,67 @@
+"""Fuzz the running service with schemathesis against its own ``/docs.json``: every family
+loaded (tiny models), no 5xx on any route, and every 4xx a JSON body that names the problem.
+
+Short by default (CI: 20 cases per operation, 20 operations, >= 200 cases in all);
+``BEHAVE_LONG_RELIABILITY=1`` runs 150 per operation (>= 2,000).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.serving.conftest import launch_server, stop_server, wait_ready
+
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
+
+LONG = os.environ.get("BEHAVE_LONG_RELIABILITY") == "1"
+EXAMPLES_PER_OPERATION = 150 if LONG else 20
+
+
+@pytest.fixture(scope="module")
+def full_server(registry, policy_bundle, forecaster_bundle, neuroformer_bundle, tmp_path_factory):
+    """BehaveGPT, the time-series classifier + TimeX and the probe from the registry; the
+    policy, forecaster and Neuroformer from local bundles: every route has its model."""
+    env = {k: v for k, v in registry.items() if k != "EXPECTED_VERSION"}
+    env.update(
+        BEHAVE_DECISION_MAMBA_BUNDLE=str(policy_bundle),
+        BEHAVE_GRAPH_LSTM_BUNDLE=str(forecaster_bundle),
+        BEHAVE_NEUROFORMER_BUNDLE=str(neuroformer_bundle),
+    )
+    server = launch_server(env, tmp_path_factory.mktemp("fuzz") / "server.log")
+    try:
+        yield wait_ready(server)
+    finally:
+        stop_server(server)
+
+
+def test_no_server_errors_and_every_client_error_is_json(full_server, tmp_path):
+    st = Path(sys.executable).with_name("st")
+    proc = subprocess.run(
+        [
+            str(st), "run", f"{full_server.url}/docs.json",
+            "--max-examples", str(EXAMPLES_PER_OPERATION),
+            "--checks", "not_a_server_error,client_errors_are_json_naming_the_problem",
+            "--phases", "examples,fuzzing",
+            "--seed", "0",
+            "--workers", "1",
+            "--request-timeout", "60",
+            "--report-dir", str(tmp_path),
+        ],
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.reliability.st_hooks"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-15000:] + "\n--- server log ---\n" + full_server.log()[-4000:]
+    cases = sum(int(n) for n in re.findall(r"(\d+) generated", out)) or None
+    print(out[-3000:])
+    if cases is not None:
+        assert cases >= (2000 if LONG else 200), out[-3000:]
