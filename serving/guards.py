@@ -66,6 +66,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+            # no route has a line break or control character; answered here because the
+            # router's catch-all cannot match one (its pattern stops at a line break) and
+            # would answer in plain text
+            await _send_json(send, 404, {"error": f"no route {path!r}: see /docs.json"})
+            return
         if self.token is not None and not (
             path in OPEN_PATHS or path.startswith(_OPEN_PREFIXES) or self._authorized(scope)
         ):

@@ -86,6 +86,7 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from serving import explain_schemas, neural_schemas, probe_schemas, schemas, trajectory_schemas
@@ -163,6 +164,15 @@ SESSION_ENV = {
 # Plain HTTP routes BentoML's @bentoml.api (always POST) cannot express; BentoML mounts this
 # app and merges its routes into /docs.json. Its own docs pages are off: BentoML serves them.
 http_routes = FastAPI(title="behave", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@http_routes.exception_handler(StarletteHTTPException)
+async def _http_error(request, err: StarletteHTTPException) -> JSONResponse:
+    """Unknown paths and methods answer JSON too (Starlette's default is plain text)."""
+    message = (
+        err.detail if err.status_code != 404 else f"no route {request.url.path!r}: see /docs.json"
+    )
+    return JSONResponse({"error": str(message)}, status_code=err.status_code, headers=err.headers)
 
 
 @http_routes.exception_handler(RequestValidationError)
