@@ -1,7 +1,7 @@
 """Fuzz the running service with schemathesis against its own ``/docs.json``: every family
 loaded (tiny models), no 5xx on any route, and every 4xx a JSON body that names the problem.
 
-Short by default (CI: 20 cases per operation, 20 operations, >= 200 cases in all);
+Short by default (CI: up to 60 cases per operation, 20 operations, >= 200 cases in all);
 ``BEHAVE_LONG_RELIABILITY=1`` asks for 1,000 per operation (>= 2,000 in all: schemathesis stops
 an operation early when it finds nothing new to generate).
 """
@@ -21,7 +21,7 @@ from tests.serving.conftest import launch_server, stop_server, wait_ready
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 LONG = os.environ.get("BEHAVE_LONG_RELIABILITY") == "1"
-EXAMPLES_PER_OPERATION = 1000 if LONG else 20
+EXAMPLES_PER_OPERATION = 1000 if LONG else 60
 
 
 @pytest.fixture(scope="module")
