@@ -209,10 +209,21 @@ class BehaveService:
         if log.getEffectiveLevel() > logging.INFO:  # BentoML leaves non-bentoml loggers at WARNING
             log.setLevel(logging.INFO)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._load_behavegpt(device)
-        self._load_policy(device)
-        self._load_forecaster(device)
-        self._load_neuroformer(device)
+        # a family whose registered artifact is missing or corrupt is refused with a log line
+        # and answers 503 saying why; the other families still load and serve
+        for name, load, model_attr, reason_attr in (
+            ("BehaveGPT", self._load_behavegpt, "predictor", "unavailable"),
+            ("Decision Mamba", self._load_policy, "sessions", "policy_unavailable"),
+            ("Graph-LSTM", self._load_forecaster, "forecaster", "forecaster_unavailable"),
+            ("Neuroformer", self._load_neuroformer, "neuroformer", "neuroformer_unavailable"),
+        ):
+            try:
+                load(device)
+            except Exception as err:  # noqa: BLE001 - whatever broke, keep the others serving
+                reason = f"{name} model could not be loaded ({type(err).__name__}: {err})"
+                log.error("%s refused at load; its routes answer 503: %s", name, reason)
+                setattr(self, model_attr, None)
+                setattr(self, reason_attr, reason)
         self._load_explainers(device)
         self._load_probes(device)
 
