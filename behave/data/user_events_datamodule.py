@@ -17,8 +17,8 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from behave.data.manifest import DataError, read_manifest
-from behave.data.schema import EVENTS_FILE, time_features
+from behave.data.manifest import DataError, verify_manifest
+from behave.data.schema import EVENT_SCHEMA, EVENTS_FILE, REQUIRED_COLUMNS, time_features
 from behave.data.vocab import Vocabulary
 
 __all__ = ["EventWindows", "UserEventsDataModule", "build_windows"]
@@ -78,6 +78,45 @@ def build_windows(frame: pl.DataFrame, context_length: int) -> dict[str, np.ndar
     return out
 
 
+def _scan_events(path: Path) -> pl.LazyFrame:
+    """The event table, after checking it is readable Parquet with the event schema."""
+    try:
+        schema = pl.read_parquet_schema(path)
+    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
+        raise DataError(
+            f"{path}: not a readable Parquet file ({type(err).__name__}: {err})"
+        ) from err
+    missing = [c for c in EVENT_SCHEMA if c not in schema]
+    wrong = {
+        c: str(schema[c])
+        for c, dtype in EVENT_SCHEMA.items()
+        if c in schema and schema[c].base_type() != dtype.base_type()
+    }
+    if missing or wrong:
+        raise DataError(
+            f"{path}: not an event table: "
+            + "; ".join(
+                ([f"missing columns {missing}"] if missing else [])
+                + (
+                    [
+                        f"wrong types {wrong}, expected {dict((c, str(EVENT_SCHEMA[c])) for c in wrong)}"
+                    ]
+                    if wrong
+                    else []
+                )
+            )
+        )
+    events = pl.scan_parquet(path)
+    counts = events.select(pl.col(*REQUIRED_COLUMNS).null_count()).collect().row(0, named=True)
+    nulls = {c: n for c, n in counts.items() if n}
+    if nulls:
+        raise DataError(
+            f"{path}: missing values in {nulls} (column: rows); "
+            "`behave data import` quarantines such rows"
+        )
+    return events
+
+
 class UserEventsDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -114,8 +153,10 @@ class UserEventsDataModule(L.LightningDataModule):
         if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
             raise DataError("data.val_fraction and test_fraction must be >= 0 and sum to < 1")
         self.data_dir = Path(data_dir)
-        self.manifest = read_manifest(self.data_dir)
-        events = pl.scan_parquet(self.data_dir / EVENTS_FILE)
+        # every file must be the one its manifest describes: a truncated, edited or replaced
+        # file is a one-line DataError here, not a crash (or a silent retrain) further on
+        self.manifest = verify_manifest(self.data_dir)
+        events = _scan_events(self.data_dir / EVENTS_FILE)
         if domains:
             present = set(events.select(pl.col("domain").unique()).collect()["domain"].to_list())
             missing = sorted(set(domains) - present)
