@@ -244,8 +244,8 @@ def run_surgery(
             except ValueError as err:  # e.g. the family never occurs in these users' data
                 raise ConfigError(f"--behavior-family {behavior_family}: {err}") from err
             for layer, p in probes.items():
-                for k, v in p.metrics.items():
-                    c.log_metric(run_id, f"probe/{k}", v, step=layer)
+                for key, value in p.metrics.items():
+                    c.log_metric(run_id, f"probe/{key}", value, step=layer)
                 progress(
                     f"  layer {layer}: AUROC {p.metrics['auroc']:.3f}, "
                     f"balanced accuracy {p.metrics['balanced_accuracy']:.3f}"
@@ -310,10 +310,9 @@ def run_surgery(
             sweep,
             run_id,
         )
-        for k, v in before.items():
-            c.log_metric(run_id, f"before/{k}", v)
-        for k, v in after.items():
-            c.log_metric(run_id, f"after/{k}", v)
+        for stage, metrics in (("before", before), ("after", after)):
+            for key, value in metrics.items():
+                c.log_metric(run_id, f"{stage}/{key}", value)
         c.log_metric(run_id, "target_reduction", result.target_reduction)
         c.log_metric(run_id, "capability_change", result.capability_change)
         c.log_text(run_id, result.table(), "before_after.txt")
