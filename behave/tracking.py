@@ -30,6 +30,7 @@ __all__ = [
     "tracking_uri",
     "artifact_location",
     "client",
+    "ensure_store",
     "ensure_experiment",
     "registered_name",
     "log_figures",
@@ -67,10 +68,39 @@ def artifact_location() -> str | None:
     return None
 
 
+_initialized_stores: set[str] = set()
+
+
+def _init_sqlite_store(uri: str) -> None:
+    """Creates or migrates a SQLite store's schema under an exclusive file lock, once per
+    process: two jobs starting on a fresh store at once otherwise race in MLflow's migrations
+    ("duplicate column name"), and one of them dies."""
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_store(uri: str) -> None:
+    """Makes a SQLite store's schema current before first use (a no-op for servers)."""
+    if uri.startswith("sqlite:///") and uri not in _initialized_stores:
+        _init_sqlite_store(uri)
+        _initialized_stores.add(uri)
+
+
 def client():
     from mlflow import MlflowClient
 
     uri = tracking_uri()
+    ensure_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -21,6 +21,7 @@ class BehaveMLFlowLogger(MLFlowLogger):
         """``tracking_uri`` defaults to ``MLFLOW_TRACKING_URI`` or ``./mlflow/mlflow.db``;
         pass ``run_id`` to continue an existing run (e.g. when resuming from a checkpoint)."""
         uri = tracking_uri or tracking.tracking_uri()
+        tracking.ensure_store(uri)  # before Lightning's client touches a fresh SQLite store
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
