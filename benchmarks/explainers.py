@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ import yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.run_info import device_name, git_commit  # noqa: E402
+
 RUNS = REPO / "benchmarks" / "runs" / "explainers"
 SYNTH = ("freqshapes", "seqcomb-uv", "seqcomb-mv", "lowvardetect")
 METHODS = ("timex", "integrated_gradients", "deeplift", "saliency", "occlusion")
@@ -299,20 +300,6 @@ def print_table(table: dict, methods: list[str]) -> None:
             print(f"published TimeX AUPRC: {PUBLISHED_TIMEX_AUPRC[dataset]}")
 
 
-def _device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def _run_parallel(args, pairs: list[tuple[str, int]], argv: list[str]) -> None:
     """Runs each (dataset, split) in its own process, ``args.jobs`` at a time (one GPU or the
     CPU cores are shared: small models leave most of an accelerator idle)."""
@@ -388,9 +375,9 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "command": "python benchmarks/explainers.py " + " ".join(argv or sys.argv[1:]),
-                "device": _device_name(),
+                "device": device_name(),
                 "torch": torch.__version__,
-                "commit": _commit(),
+                "commit": git_commit(),
                 "wall_s": time.perf_counter() - started,
                 "published_timex_auprc": PUBLISHED_TIMEX_AUPRC,
                 "summary": table,

@@ -91,6 +91,7 @@ def main() -> None:
             "capability_change": main_run.capability_change,
             "sweep": main_run.sweep,
             "variants": {},
+            "table": main_run.table(),
             "seconds": time.perf_counter() - started,
         }
         entry["random_direction_control"] = random_control(args.model, family, main_run)
@@ -165,25 +166,12 @@ def random_control(model_uri: str, family: str, result, seeds: int = 5) -> dict:
 
 
 def print_family(family: str, entry: dict) -> None:
-    b, a = entry["before"], entry["after"]
     print(
         f"\n== {family}: probe layer {entry['probe_layer']} (held-out AUROC "
         f"{entry['probe']['auroc']:.3f}); chosen alpha {entry['chosen']['alpha']:g}, "
         f"top-k {entry['chosen']['top_k']} ({entry['seconds']:.0f} s)"
     )
-    print(f"{'test users':<26}{'before':>9}{'after':>9}{'change':>9}")
-    for k in (
-        TARGET,
-        "family_top10_rate",
-        "family_prob",
-        "family_generation_rate",
-        CAPABILITY,
-        "recall_at_10_family",
-    ):
-        if k not in b:
-            continue
-        change = f"{(a[k] / b[k] - 1) * 100:+.1f}%" if b[k] else "-"
-        print(f"{k:<26}{b[k]:>9.4f}{a[k]:>9.4f}{change:>9}")
+    print(entry["table"])
     control = entry["random_direction_control"]
     print(
         f"same edit along 5 random directions (test): {TARGET} cut "

@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,6 +59,7 @@ from behave.explain.llm_eval_sets import (  # noqa: E402
 from behave.explain.probes import mean_difference_direction, probe_layers  # noqa: E402
 from behave.explain.surgery import SurgeryConfig, operate  # noqa: E402
 from behave.explain.toxicity import toxicity_scores  # noqa: E402
+from benchmarks.run_info import device_name, git_commit  # noqa: E402
 
 RUNS = REPO / "benchmarks" / "runs" / "surgery_llm"
 RESULTS = REPO / "benchmarks" / "results"
@@ -217,18 +216,6 @@ def plot(points: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _device_name() -> str:
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: small sets, three edits")
@@ -354,9 +341,9 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "command": "python benchmarks/surgery_llm.py " + " ".join(argv or sys.argv[1:]),
-                "device": _device_name(),
+                "device": device_name(),
                 "torch": torch.__version__,
-                "commit": _commit(),
+                "commit": git_commit(),
                 "wall_s": time.perf_counter() - started,
                 "settings": {k: v for k, v in vars(args).items() if k not in ("out", "plot")},
                 "target": {"toxic_reduction": TARGET_REDUCTION, "ppl_change": TARGET_PPL},
