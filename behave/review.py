@@ -209,6 +209,14 @@ def _check_explains_the_champion(family: str, challenger) -> None:
         )
 
 
+def _record_verdict(review: Review, metrics: dict[str, float]) -> None:
+    """Promotes the challenger (with the metrics that decided) or tags it rejected."""
+    if review.promoted:
+        tracking.promote(review.family, review.challenger, metrics)
+    else:
+        tracking.set_version_tag(review.family, review.challenger, "validation_status", "rejected")
+
+
 def _review_surgery(
     family: str,
     challenger,
@@ -220,7 +228,7 @@ def _review_surgery(
     """A version made by ``behave surgery`` is promoted when, against @champion on the test
     users, it cuts the behavior's top-1 prediction rate by at least ``min_target_cut``
     (relative) and loses at most ``max_capability_drop`` (relative) recall@10 elsewhere."""
-    from behave.surgery_pipeline import CAPABILITY, TARGET
+    from behave.surgery_pipeline import TARGET, capability_change, target_cut
 
     behavior = challenger.tags["surgery.behavior_family"]
     evaluate = partial(evaluate_behavior_bundle, behavior_family=behavior)
@@ -228,14 +236,13 @@ def _review_surgery(
         tracking.resolve_model_dir(f"models:/{challenger.name}/{challenger.version}"), split
     )
     old = evaluate(tracking.resolve_model_dir(f"models:/{champion.name}/{champion.version}"), split)
-    cut = 1 - new[TARGET] / max(old[TARGET], 1e-12)
-    change = new[CAPABILITY] / max(old[CAPABILITY], 1e-12) - 1
+    cut, change = target_cut(old, new), capability_change(old, new)
     reasons = []
     if cut < min_target_cut:
         reasons.append(f"it cuts {behavior} top-1 predictions by {cut:.1%} < {min_target_cut:.0%}")
     if change < -max_capability_drop:
         reasons.append(
-            f"{CAPABILITY} changes by {change:+.2%}, more than the allowed -{max_capability_drop:.0%}"
+            f"recall_at_10_other changes by {change:+.2%}, more than the allowed -{max_capability_drop:.0%}"
         )
     review = Review(
         family,
@@ -247,12 +254,7 @@ def _review_surgery(
         promoted=not reasons,
         reason="; ".join(reasons),
     )
-    if review.promoted:
-        tracking.promote(
-            family, challenger.version, {"target_cut": cut, "capability_change": change}
-        )
-    else:
-        tracking.set_version_tag(family, challenger.version, "validation_status", "rejected")
+    _record_verdict(review, {"target_cut": cut, "capability_change": change})
     return review
 
 
@@ -319,8 +321,5 @@ def review_and_promote(
         old,
         promoted,
     )
-    if promoted:
-        tracking.promote(family, challenger.version, {metric: new[metric]})
-    else:
-        tracking.set_version_tag(family, challenger.version, "validation_status", "rejected")
+    _record_verdict(review, {metric: new[metric]})
     return review

@@ -33,7 +33,15 @@ from behave.explain.behavegpt_behaviors import (
 from behave.explain.probes import LinearProbe, mean_difference_direction, probe_layers
 from behave.explain.surgery import SurgeryConfig, operate, plan_surgery
 
-__all__ = ["SurgeryResult", "run_surgery", "probe_family", "TARGET", "CAPABILITY"]
+__all__ = [
+    "SurgeryResult",
+    "run_surgery",
+    "probe_family",
+    "target_cut",
+    "capability_change",
+    "TARGET",
+    "CAPABILITY",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,16 @@ CAPABILITY = "recall_at_10_other"  # what it must keep: ranking of every other b
 # the edit's direction: the probe's weight (the paper), the class-mean difference at the probe's
 # layer, or each block's own class-mean difference (what met the target on SmolLM2)
 DIRECTIONS = ("probe", "mean_difference", "mean_difference_per_layer")
+
+
+def target_cut(before: dict[str, float], after: dict[str, float]) -> float:
+    """Relative fall of the behavior's rate (0.6 = 60% fewer top-1 predictions)."""
+    return 1 - after[TARGET] / max(before[TARGET], 1e-12)
+
+
+def capability_change(before: dict[str, float], after: dict[str, float]) -> float:
+    """Relative change of recall@10 on every other behavior (-0.01 = 1% worse)."""
+    return after[CAPABILITY] / max(before[CAPABILITY], 1e-12) - 1
 
 
 def probe_family(model_family: str, behavior_family: str) -> str:
@@ -65,11 +83,11 @@ class SurgeryResult:
 
     @property
     def target_reduction(self) -> float:
-        return 1 - self.after[TARGET] / max(self.before[TARGET], 1e-12)
+        return target_cut(self.before, self.after)
 
     @property
     def capability_change(self) -> float:
-        return self.after[CAPABILITY] / max(self.before[CAPABILITY], 1e-12) - 1
+        return capability_change(self.before, self.after)
 
     def table(self) -> str:
         keys = [
@@ -281,8 +299,8 @@ def run_surgery(
                 "rows_per_layer": plan.summary()["rows_per_layer"],
                 TARGET: m[TARGET],
                 CAPABILITY: m[CAPABILITY],
-                "target_reduction": 1 - m[TARGET] / max(base_val[TARGET], 1e-12),
-                "capability_change": m[CAPABILITY] / max(base_val[CAPABILITY], 1e-12) - 1,
+                "target_reduction": target_cut(base_val, m),
+                "capability_change": capability_change(base_val, m),
             }
             sweep.append(point)
             progress(

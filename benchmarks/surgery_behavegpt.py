@@ -41,7 +41,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from behave.surgery_pipeline import CAPABILITY, TARGET, run_surgery  # noqa: E402
+from behave.surgery_pipeline import (  # noqa: E402
+    CAPABILITY,
+    TARGET,
+    capability_change,
+    run_surgery,
+    target_cut,
+)
 
 ALPHAS = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
 TOP_KS = [16, 32, 64, 128, 256]
@@ -160,8 +166,8 @@ def random_control(model_uri: str, family: str, result, seeds: int = 5) -> dict:
         edited = copy.deepcopy(predictor.model)
         operate(edited, direction, result.config)
         after = behavior_rates(edited, windows, mask)
-        cuts.append(1 - after[TARGET] / result.before[TARGET])
-        changes.append(after[CAPABILITY] / result.before[CAPABILITY] - 1)
+        cuts.append(target_cut(result.before, after))
+        changes.append(capability_change(result.before, after))
     return {"target_reductions": cuts, "capability_changes": changes}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from behave.evaluation import split_batch
 from behave.metrics import RankingAccumulator
 from behave.models.behavegpt import PAD_ID, BehaveGPT, EventBatch, exclude_special_tokens
 
@@ -38,11 +39,8 @@ def family_token_mask(behaviors: list[str], family: str) -> torch.Tensor:
 
 def _batches(windows: dict[str, torch.Tensor], batch_size: int):
     """Windows of L+1 events -> (inputs, next-behavior targets), ``batch_size`` windows at once."""
-    total = len(windows["behavior"])
-    for start in range(0, total, batch_size):
-        chunk = {k: v[start : start + batch_size] for k, v in windows.items()}
-        inputs = EventBatch(**{k: v[:, :-1] for k, v in chunk.items()})
-        yield inputs, chunk["behavior"][:, 1:]
+    for start in range(0, len(windows["behavior"]), batch_size):
+        yield split_batch({k: v[start : start + batch_size] for k, v in windows.items()})
 
 
 @torch.inference_mode()
