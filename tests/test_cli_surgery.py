@@ -10,7 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.test_cli import TINY, behave
+from tests.test_cli import (  # noqa: F401 - the fixtures are found by name
+    TINY,
+    _no_global_store,
+    behave,
+    workdir,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -18,31 +23,20 @@ FAMILY = "churn"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    from behave.data.user_events import generate_user_events
-
-    root = tmp_path_factory.mktemp("surgery")
-    generate_user_events(
-        root / "data" / "user-events-tiny", num_events=20_000, num_behaviors=60, seed=3,
-        progress=False,
-    )  # fmt: skip
-    # module-scoped: runs before the autouse fixture below, so clear a store URI that an
-    # earlier in-process MLflow call left in the environment (the fit must use ./mlflow)
+def trained(workdir) -> Path:  # noqa: F811 - the fixture imported above
+    """test_cli's tiny generated log, with a BehaveGPT trained and registered as v1."""
+    # module-scoped: runs before the autouse fixture, so clear a store URI that an earlier
+    # in-process MLflow call left in the environment (the fit must use ./mlflow)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        behave("fit", "--config", str(TINY), cwd=root)
-    return root
+        behave("fit", "--config", str(TINY), cwd=workdir)
+    return workdir
 
 
-@pytest.fixture(autouse=True)
-def _no_global_store(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
-def _client(workdir: Path):
+def _client(root: Path):
     import mlflow
 
-    uri = f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}"
+    uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -53,18 +47,18 @@ def _bundle(name: str, version: str) -> Path:
 
 
 def test_surgery_registers_a_reproducible_edit_with_lineage_then_promote_gates_it(
-    workdir, monkeypatch
+    trained, monkeypatch
 ):
     out = behave(
         "surgery", "--behavior-family", FAMILY, "--alpha", "2", "4", "--top-k", "8", "16",
-        cwd=workdir,
+        cwd=trained,
     ).stdout  # fmt: skip
     assert "family_top1_rate" in out and "recall_at_10_other" in out
     assert "registered behave.probe.behavegpt.churn v1" in out
     assert "registered behave.behavegpt v2 (@challenger)" in out
     assert "@champion is unchanged" in out
 
-    c = _client(workdir)
+    c = _client(trained)
     v2 = c.get_model_version("behave.behavegpt", "2")
     tags = v2.tags
     assert tags["surgery.parent_version"] == "1"
@@ -93,7 +87,7 @@ def test_surgery_registers_a_reproducible_edit_with_lineage_then_promote_gates_i
     from behave.explain.surgery import SurgeryConfig, operate
     from behave.models.behavegpt import BehaveGPT, BehaveGPTConfig
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlflow' / 'mlflow.db'}")
     bundle = _bundle("behave.behavegpt", "2")
     parent = load_file(str(_bundle("behave.behavegpt", "1") / "weights.safetensors"))
     child = load_file(str(bundle / "weights.safetensors"))
@@ -114,13 +108,13 @@ def test_surgery_registers_a_reproducible_edit_with_lineage_then_promote_gates_i
     again = behave(
         "surgery", "--behavior-family", FAMILY, "--probe",
         "models:/behave.probe.behavegpt.churn@champion", "--alpha", str(edit["alpha"]),
-        "--top-k", str(edit["top_k"]), "--no-register", cwd=workdir,
+        "--top-k", str(edit["top_k"]), "--no-register", cwd=trained,
     ).stdout  # fmt: skip
     assert "registered" not in again
     after = json.loads(tags["surgery.before_after"])["after"]
     assert f"{after['family_top1_rate']:.4f}" in again
 
-    review = behave("promote", "behavegpt", cwd=workdir).stdout
+    review = behave("promote", "behavegpt", cwd=trained).stdout
     assert "family_top1_rate" in review and "decides" in review
     status = c.get_model_version("behave.behavegpt", "2").tags["validation_status"]
     assert status in ("promoted", "rejected")
@@ -128,23 +122,23 @@ def test_surgery_registers_a_reproducible_edit_with_lineage_then_promote_gates_i
         assert "kept v1 as @champion: " in review
 
 
-def test_bad_arguments_are_one_line_errors(workdir):
-    proc = behave("surgery", "--behavior-family", "nope", "--no-register", cwd=workdir, check=False)
+def test_bad_arguments_are_one_line_errors(trained):
+    proc = behave("surgery", "--behavior-family", "nope", "--no-register", cwd=trained, check=False)
     assert proc.returncode == 2
     assert "behavior family 'nope' is not in the vocabulary" in proc.stderr
     assert "churn" in proc.stderr and "Traceback" not in proc.stderr
-    proc = behave("surgery", "--layers", "5", "7", "--no-register", cwd=workdir, check=False)
+    proc = behave("surgery", "--layers", "5", "7", "--no-register", cwd=trained, check=False)
     assert proc.returncode == 2 and "select no block" in proc.stderr
     proc = behave(
         "surgery", "--probe", "models:/behave.probe.behavegpt.churn@champion",
-        "--model", "models:/behave.behavegpt/2", "--no-register", cwd=workdir, check=False,
+        "--model", "models:/behave.behavegpt/2", "--no-register", cwd=trained, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "reads behave.behavegpt v1" in proc.stderr
 
 
-def test_per_block_mean_difference_direction_edits_without_registering(workdir):
+def test_per_block_mean_difference_direction_edits_without_registering(trained):
     proc = behave(
         "surgery", "--behavior-family", FAMILY, "--direction", "mean_difference_per_layer",
-        "--alpha", "1", "--top-k", "8", "--no-register", cwd=workdir,
+        "--alpha", "1", "--top-k", "8", "--no-register", cwd=trained,
     )  # fmt: skip
     assert "family_top1_rate" in proc.stdout and "registered" not in proc.stdout
