@@ -32,6 +32,7 @@ def _lightning_cli_class():
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
     from behave.tasks.callbacks import MLflowSaveConfig
+    from behave.tasks.resume import RecordMLflowRun, continue_run_from_checkpoint
 
     class BehaveCLI(LightningCLI):
         """LightningCLI whose model receives the datamodule's facts (vocab sizes, label counts)
@@ -45,6 +46,11 @@ def _lightning_cli_class():
                 apply_on="instantiate",
             )
             parser.link_arguments("data.init_args.context_length", "model.init_args.context_length")
+
+        def before_fit(self) -> None:
+            # every checkpoint names its MLflow run; a resumed fit continues that run
+            self.trainer.callbacks.append(RecordMLflowRun())
+            continue_run_from_checkpoint(self.trainer, self.config_init["fit"].get("ckpt_path"))
 
     return BehaveCLI, MLflowSaveConfig
 
