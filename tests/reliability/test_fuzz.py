@@ -16,29 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.conftest import launch_server, stop_server, wait_ready
-
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 LONG = os.environ.get("BEHAVE_LONG_RELIABILITY") == "1"
 EXAMPLES_PER_OPERATION = 1000 if LONG else 60
-
-
-@pytest.fixture(scope="module")
-def full_server(registry, policy_bundle, forecaster_bundle, neuroformer_bundle, tmp_path_factory):
-    """BehaveGPT, the time-series classifier + TimeX and the probe from the registry; the
-    policy, forecaster and Neuroformer from local bundles: every route has its model."""
-    env = {k: v for k, v in registry.items() if k != "EXPECTED_VERSION"}
-    env.update(
-        BEHAVE_DECISION_MAMBA_BUNDLE=str(policy_bundle),
-        BEHAVE_GRAPH_LSTM_BUNDLE=str(forecaster_bundle),
-        BEHAVE_NEUROFORMER_BUNDLE=str(neuroformer_bundle),
-    )
-    server = launch_server(env, tmp_path_factory.mktemp("fuzz") / "server.log")
-    try:
-        yield wait_ready(server)
-    finally:
-        stop_server(server)
 
 
 def test_no_server_errors_and_every_client_error_is_json(full_server, tmp_path):
