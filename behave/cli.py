@@ -47,12 +47,38 @@ def _lightning_cli_class():
             )
             parser.link_arguments("data.init_args.context_length", "model.init_args.context_length")
 
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            fill_device_defaults(config)
+
         def before_fit(self) -> None:
             # every checkpoint names its MLflow run; a resumed fit continues that run
             self.trainer.callbacks.append(RecordMLflowRun())
             continue_run_from_checkpoint(self.trainer, self.config_init["fit"].get("ckpt_path"))
 
     return BehaveCLI, MLflowSaveConfig
+
+
+def fill_device_defaults(config) -> None:
+    """Fills what the config leaves to behave: ``accelerator: auto`` follows BEHAVE_DEVICE
+    (behave.device), and an unset ``precision`` becomes bf16-mixed on bf16 GPUs for families
+    whose task is ``bf16_safe``, else 32-true. Values the config sets are kept."""
+    import importlib
+
+    from behave.device import default_precision, resolve_device
+
+    trainer = config.trainer
+    accelerator = str(trainer.accelerator or "auto").lower()
+    if accelerator == "auto":
+        device = resolve_device()
+        trainer.accelerator = "gpu" if device.type == "cuda" else "cpu"
+        if device.index is not None:
+            trainer.devices = [device.index]
+    if trainer.precision is None:
+        module, _, name = str(config.model.class_path).rpartition(".")
+        task = getattr(importlib.import_module(module), name, None)
+        bf16_safe = bool(getattr(task, "bf16_safe", False))
+        trainer.precision = default_precision(trainer.accelerator, bf16_safe)
 
 
 def run_lightning(argv: list[str]) -> None:

@@ -89,6 +89,7 @@ from pydantic import Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from behave.device import resolve_device, service_resources
 from serving import explain_schemas, neural_schemas, probe_schemas, schemas, trajectory_schemas
 from serving.explain_schemas import (
     ExplainInput,
@@ -191,10 +192,10 @@ async def _query_error(request, err: RequestValidationError) -> JSONResponse:
 @bentoml.asgi_app(http_routes, path="/")
 @bentoml.service(
     name="behave",
-    # The device is chosen at run time (CUDA if torch sees one, else CPU), so the same service
-    # runs everywhere. On a GPU host, ask the scheduler for one with resources={"gpu": 1}
-    # (BentoML then sets CUDA_VISIBLE_DEVICES; it refuses to start where there is no GPU).
-    resources={"cpu": "1"},
+    # {"gpu": 1} where the service will run on CUDA, else {"cpu": "1"}: one choice, made by
+    # behave.device (BEHAVE_DEVICE=auto|cpu|cuda|cuda:N), so the same service runs everywhere
+    # (BentoML refuses to start a service that declares a GPU the machine lacks).
+    resources=service_resources(),
     workers=1,
     traffic={
         "timeout": 30,  # seconds; a request still running then gets 504
@@ -208,7 +209,8 @@ class BehaveService:
         _one_line_client_errors()
         if log.getEffectiveLevel() > logging.INFO:  # BentoML leaves non-bentoml loggers at WARNING
             log.setLevel(logging.INFO)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(resolve_device())  # a bad BEHAVE_DEVICE stops start-up with its reason
+        log.info("models load on %s (torch %s)", device, torch.__version__)
         # a family whose registered artifact is missing or corrupt is refused with a log line
         # and answers 503 saying why; the other families still load and serve
         for name, load, model_attr, reason_attr in (

@@ -36,6 +36,8 @@ __all__ = ["BehaveGPTTask"]
 
 
 class BehaveGPTTask(L.LightningModule):
+    bf16_safe = True  # a GPT: bf16-mixed on GPUs that support it (behave.device)
+
     def __init__(
         self,
         data_info: dict | None = None,

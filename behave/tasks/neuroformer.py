@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 
 class NeuroformerTask(L.LightningModule):
+    bf16_safe = True  # attention blocks: bf16-mixed on GPUs that support it (behave.device)
     curve_metrics = ("train/loss", "val/loss", "val/id_ce")
 
     def __init__(

@@ -41,6 +41,7 @@ def series_meta(info: dict) -> dict:
 
 
 class TSClassifierTask(L.LightningModule):
+    bf16_safe = True  # a small transformer: bf16-mixed on GPUs that support it (behave.device)
     curve_metrics = ("train/loss", "val/loss", "val/accuracy")
 
     def __init__(
