@@ -16,10 +16,10 @@ import base64
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from behave.client import BehaveClient  # noqa: E402
 
 
 def _top_cells(attributions: np.ndarray, k: int) -> set[tuple[int, int]]:
@@ -37,10 +37,11 @@ def main() -> None:
 
     data = load_timeseries(Path(args.data_dir))
     x, y, truth = data.splits["test"]
-    models = httpx.get(f"{args.url}/explain/models", timeout=30).json()["models"]
+    client = BehaveClient(args.url, timeout=120)
+    models = client.explain_models()
     if data.name not in models:
         sys.exit(f"the service explains {sorted(models)}, not {data.name}")
-    methods = [m for m in ("timex", "integrated_gradients") if m in models[data.name]["methods"]]
+    methods = [m for m in ("timex", "integrated_gradients") if m in models[data.name].methods]
     Path(args.png_dir).mkdir(parents=True, exist_ok=True)
     shown = [
         int(np.argmax(y == c)) for c in np.unique(y) if truth is not None and truth[y == c].any()
@@ -50,39 +51,32 @@ def main() -> None:
         print(f"\ntest series {i}: true class {data.class_names[y[i]]}, signal planted in "
               f"{len(planted)} of {x.shape[1] * x.shape[2]} cells")  # fmt: skip
         for method in methods:
-            body = {"family": "tsclassifier", "model": data.name, "method": method,
-                    "inputs": x[i : i + 1].tolist(), "plot": True}  # fmt: skip
-            r = httpx.post(f"{args.url}/explain", json=body, timeout=120)
-            r.raise_for_status()
-            answer = r.json()
-            (e,) = answer["explanations"]
-            values = np.asarray(e["attributions"])
+            answer = client.explain_series(x[i : i + 1], method, model=data.name, plot=True)
+            (e,) = answer.explanations
+            values = np.asarray(e.attributions)
             top = _top_cells(values, max(len(planted), 1))
             hit = len(top & planted) / max(len(planted), 1)
             extra = ""
             if method == "timex":
-                kept = np.asarray(e["mask"])
+                kept = np.asarray(e.mask)
                 extra = (f", mask keeps {int(kept.sum())} cells ({int(kept[truth[i] > 0].sum())} "
-                         f"planted), nearest landmark {e['landmark']}")  # fmt: skip
+                         f"planted), nearest landmark {e.landmark}")  # fmt: skip
             png = Path(args.png_dir) / f"{data.name}-{i}-{method}.png"
-            png.write_bytes(base64.b64decode(e["png_base64"]))
-            print(f"  {method:<21} predicts {e['prediction']} (p={e['probability']:.2f}); "
-                  f"{hit:.0%} of its top cells are planted ones; {1000 * answer['seconds']:.1f} ms"
+            png.write_bytes(base64.b64decode(e.png_base64))
+            print(f"  {method:<21} predicts {e.prediction} (p={e.probability:.2f}); "
+                  f"{hit:.0%} of its top cells are planted ones; {1000 * answer.seconds:.1f} ms"
                   f"{extra}; heatmap {png}")  # fmt: skip
     if "behavegpt" in models:
-        behaviors = httpx.get(f"{args.url}/behaviors", timeout=30).json()["behaviors"][:5]
-        history = [{"behavior": b} for b in behaviors]
-        body = {"family": "behavegpt", "method": "integrated_gradients", "history": history}
-        r = httpx.post(f"{args.url}/explain", json=body, timeout=120)
-        r.raise_for_status()
-        answer = r.json()
-        (e,) = answer["explanations"]
-        values = np.asarray(e["attributions"])
-        print(f"\nBehaveGPT after {len(history)} events predicts {e['prediction']} "
-              f"(p={e['probability']:.3f}); attribution per event (summed over "
-              f"{', '.join(answer['features'])}):")  # fmt: skip
-        for event, row in zip(history, values, strict=True):
-            print(f"  {event['behavior']:<28} {row.sum():+.4f}")
+        history = client.behaviors().behaviors[:5]
+        answer = client.explain_history(history, "integrated_gradients")
+        (e,) = answer.explanations
+        values = np.asarray(e.attributions)
+        print(f"\nBehaveGPT after {len(history)} events predicts {e.prediction} "
+              f"(p={e.probability:.3f}); attribution per event (summed over "
+              f"{', '.join(answer.features)}):")  # fmt: skip
+        for behavior, row in zip(history, values, strict=True):
+            print(f"  {behavior:<28} {row.sum():+.4f}")
+    client.close()
 
 
 if __name__ == "__main__":

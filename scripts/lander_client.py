@@ -12,40 +12,29 @@ with ``DELETE /act/{episode_id}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import gymnasium
-import httpx
+
+from behave.client import BehaveAPIError, BehaveClient
 
 
-def fly(client: httpx.Client, env, seed: int, target: float | None) -> tuple[float, int, float]:
+def fly(client: BehaveClient, env, seed: int, target: float | None) -> tuple[float, int, float]:
     obs, _ = env.reset(seed=seed)
-    body = {"observation": obs.tolist()}
-    if target is not None:
-        body["target_return"] = target
     started = time.perf_counter()
-    answer = client.post("/act", json=body).raise_for_status().json()
-    episode, total, steps = answer["episode_id"], 0.0, 0
+    answer = client.start_episode(obs, target)  # target None: the model's default
+    episode, total, steps = answer.episode_id, 0.0, 0
     try:
         while True:
-            obs, reward, terminated, truncated, _ = env.step(answer["action"])
+            obs, reward, terminated, truncated, _ = env.step(answer.action)
             total, steps = total + float(reward), steps + 1
             if terminated or truncated:
                 break
-            answer = (
-                client.post(
-                    "/act",
-                    json={
-                        "episode_id": episode,
-                        "observation": obs.tolist(),
-                        "reward": float(reward),
-                    },
-                )
-                .raise_for_status()
-                .json()
-            )
+            answer = client.step_episode(episode, obs, float(reward))
     finally:
-        client.delete(f"/act/{episode}")
+        with contextlib.suppress(BehaveAPIError):  # e.g. already expired
+            client.end_episode(episode)
     return total, steps, (time.perf_counter() - started) / max(steps, 1)
 
 
@@ -56,10 +45,10 @@ def main() -> None:
     p.add_argument("--target-return", type=float, default=None, help="default: the model's")
     p.add_argument("--seed", type=int, default=12_345)
     args = p.parse_args()
-    with httpx.Client(base_url=args.url, timeout=30) as client:
-        policy = client.get("/policy").raise_for_status().json()
-        env = gymnasium.make(policy["env_id"], **(policy.get("env_kwargs") or {}))
-        ref = policy["reference_returns"]
+    with BehaveClient(args.url, timeout=30) as client:
+        policy = client.policy()
+        env = gymnasium.make(policy.env_id, **(policy.env_kwargs or {}))
+        ref = policy.reference_returns
         for i in range(args.episodes):
             ret, steps, latency = fly(client, env, args.seed + i, args.target_return)
             score = 100 * (ret - ref["random"]) / (ref["expert"] - ref["random"])

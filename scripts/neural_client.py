@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 
-import httpx
 import numpy as np
 
+from behave.client import BehaveClient
 from behave.data.spikes_datamodule import SpikesDataModule
 
 
@@ -38,54 +38,50 @@ def main() -> None:
     p.add_argument("--url", default="http://127.0.0.1:3000")
     p.add_argument("--data-dir", default="data/spikes")
     args = p.parse_args()
-    client = httpx.Client(base_url=args.url, timeout=120)
+    client = BehaveClient(args.url, timeout=120)
     dm = SpikesDataModule(args.data_dir)
     binned, trial = dm.binned, int(dm.split["test"][0])
     counts, bin_s = binned.counts[trial], binned.bin_s
     stimulus = None if binned.stimulus is None else binned.stimulus[trial].round(4).tolist()
 
-    body = {"spikes": events(counts, bin_s), "stimulus": stimulus}
-    decoded = client.post("/neural/decode", json=body).raise_for_status().json()
-    windows = decoded["windows"]
-    starts = [int(round(w["start_s"] / bin_s)) for w in windows]
+    spikes = events(counts, bin_s)
+    decoded = client.neural_decode(spikes, stimulus=stimulus)
+    windows = decoded.windows
+    starts = [int(round(w.start_s / bin_s)) for w in windows]
     true = np.array([binned.behavior[trial, s : s + 5].mean() for s in starts])
-    pred = np.array([w["value"] for w in windows])
+    pred = np.array([w.value for w in windows])
     print(
-        f"trial {trial}: {len(body['spikes'])} spikes in, {len(windows)} windows of "
-        f"{decoded['behavior']} decoded (model version {decoded['model_version']}); "
+        f"trial {trial}: {len(spikes)} spikes in, {len(windows)} windows of "
+        f"{decoded.behavior} decoded (model version {decoded.model_version}); "
         f"correlation with the recorded speed {np.corrcoef(true, pred)[0, 1]:.2f}"
     )
     for w, t in list(zip(windows, true, strict=True))[:: max(1, len(windows) // 6)]:
-        print(
-            f"  {w['start_s']:5.2f}-{w['end_s']:.2f} s  decoded {w['value']:6.2f}  recorded {t:6.2f}"
-        )
+        print(f"  {w.start_s:5.2f}-{w.end_s:.2f} s  decoded {w.value:6.2f}  recorded {t:6.2f}")
 
     context_bins = int(round(1.0 / bin_s))
-    body = {
-        "spikes": events(counts[:context_bins], bin_s),
-        "stimulus": None if stimulus is None else stimulus[: context_bins + 50],
-        "duration_s": 0.5,
-        "seed": 0,
-    }
-    generated = client.post("/neural/generate", json=body).raise_for_status().json()
+    generated = client.neural_generate(
+        events(counts[:context_bins], bin_s),
+        stimulus=None if stimulus is None else stimulus[: context_bins + 50],
+        duration_s=0.5,
+        seed=0,
+    )
     n = binned.counts.shape[2]
-    rate = len(generated["spikes"]) / (0.5 * n)
+    rate = len(generated.spikes) / (0.5 * n)
     real = counts[context_bins : context_bins + 50].sum() / (0.5 * n)
     print(
-        f"generated {len(generated['spikes'])} spikes in {generated['start_s']:.2f}-"
-        f"{generated['end_s']:.2f} s: {rate:.1f} Hz per neuron (recorded: {real:.1f} Hz)"
+        f"generated {len(generated.spikes)} spikes in {generated.start_s:.2f}-"
+        f"{generated.end_s:.2f} s: {rate:.1f} Hz per neuron (recorded: {real:.1f} Hz)"
     )
 
-    conn = client.get("/neural/connectivity", params={"top": 10}).raise_for_status().json()
+    conn = client.neural_connectivity(top=10)
     adjacency = binned.adjacency
     print("strongest inferred edges (source -> target, attention, 1 = uniform):")
-    for e in conn["top_edges"]:
+    for e in conn.top_edges:
         mark = (
-            ""
-            if adjacency is None
-            else (" true edge" if adjacency[e["source"], e["target"]] else " -")
+            "" if adjacency is None else (" true edge" if adjacency[e.source, e.target] else " -")
         )
-        print(f"  {e['source']:3d} -> {e['target']:3d}  {e['weight']:.2f}{mark}")
+        print(f"  {e.source:3d} -> {e.target:3d}  {e.weight:.2f}{mark}")
+    client.close()
 
 
 if __name__ == "__main__":

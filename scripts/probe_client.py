@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-import httpx
 import polars as pl
+
+from behave.client import BehaveClient
 
 HISTORY = 20
 
@@ -55,25 +56,22 @@ def main() -> None:
     p.add_argument("--per-kind", type=int, default=8)
     args = p.parse_args()
 
-    probes = httpx.get(f"{args.url}/probe/models", timeout=30).json()["probes"]
+    client = BehaveClient(args.url, timeout=30)
+    probes = client.probe_models()
     if not probes:
         raise SystemExit("no probe is served: run `behave surgery` first")
     name, info = next(iter(probes.items()))
     family = name.split(".", 1)[1]
     print(
-        f"probe {name} v{info['probe_version']} ({info['label']}; layer {info['layer']}, "
-        f"held-out AUROC {info['auroc']:.3f}; reads behavegpt v{info['reads_version']})"
+        f"probe {name} v{info.probe_version} ({info.label}; layer {info.layer}, "
+        f"held-out AUROC {info.auroc:.3f}; reads behavegpt v{info.reads_version})"
     )
     results = []
     for history, nxt in _histories(args.data_dir, family, args.per_kind):
-        r = httpx.post(f"{args.url}/probe", json={"probe": name, "history": history}, timeout=30)
-        r.raise_for_status()
-        body = r.json()
-        results.append((nxt.startswith(f"{family}."), body["score"], body["flagged"], history, nxt))
-        mark = "FLAG" if body["flagged"] else "    "
-        print(
-            f"  {mark} score {body['score']:.3f}  last: {history[-1]['behavior']:<32} next: {nxt}"
-        )
+        answer = client.probe(history, probe=name)
+        results.append((nxt.startswith(f"{family}."), answer.score, answer.flagged, history, nxt))
+        mark = "FLAG" if answer.flagged else "    "
+        print(f"  {mark} score {answer.score:.3f}  last: {history[-1]['behavior']:<32} next: {nxt}")
     pos = [s for is_pos, s, *_ in results if is_pos]
     neg = [s for is_pos, s, *_ in results if not is_pos]
     auroc = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / max(len(pos) * len(neg), 1)
@@ -86,20 +84,17 @@ def main() -> None:
     # a history whose next event really was in the family, flagged if any was
     positives = sorted((r for r in results if r[0]), key=lambda r: not r[2])
     _, _, _, history, nxt = positives[0]
-    r = httpx.post(
-        f"{args.url}/next_behavior",
-        json={"requests": [{"history": history, "top_k": 10}]},
-        timeout=30,
-    )
-    r.raise_for_status()
-    top = r.json()[0]
+    top = client.next_behavior(history, top_k=10)
     ranked = ", ".join(
-        f"{b} {p:.2f}" for b, p in zip(top["behaviors"], top["probabilities"], strict=True)
+        f"{b} {p:.2f}" for b, p in zip(top.behaviors, top.probabilities, strict=True)
     )
-    print(f"served model (v{top['model_version']}) after a history whose next event was {nxt}: {ranked}")
     print(
-        f"  ({sum(b.startswith(family + '.') for b in top['behaviors'])} of its top 10 are {family}.*; the real next event was {nxt})"
+        f"served model (v{top.model_version}) after a history whose next event was {nxt}: {ranked}"
     )
+    print(
+        f"  ({sum(b.startswith(family + '.') for b in top.behaviors)} of its top 10 are {family}.*; the real next event was {nxt})"
+    )
+    client.close()
 
 
 if __name__ == "__main__":

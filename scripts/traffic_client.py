@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-import httpx
 import numpy as np
 import polars as pl
 
+from behave.client import BehaveClient
 from behave.data.traffic_datamodule import TrafficDataModule
 
 
@@ -38,30 +38,21 @@ def main() -> None:
     p.add_argument("--data-dir", default="data/traffic")
     p.add_argument("--scenes", type=int, default=2)
     args = p.parse_args()
-    client = httpx.Client(base_url=args.url, timeout=30)
-    info = client.get("/trajectory/model").raise_for_status().json()
-    observe, predict, hz = info["observe_steps"], info["predict_steps"], info["hz"]
+    client = BehaveClient(args.url, timeout=30)
+    info = client.trajectory_model()
+    observe, predict, hz = info.observe_steps, info.predict_steps, info.hz
     tracks = pl.read_parquet(f"{args.data_dir}/tracks.parquet")
     held_out = TrafficDataModule(args.data_dir)._split_scenes(np.sort(tracks["scene"].unique()))
     for scene in sorted(held_out["test"].tolist())[: args.scenes]:
         full = scene_tracks(tracks, scene, observe + predict)
-        body = {
-            "scenes": [
-                {
-                    "agents": [
-                        {"agent_id": agent, "track": xy[:observe].round(3).tolist()}
-                        for agent, xy in full.items()
-                    ]
-                }
-            ]
-        }
-        answer = client.post("/trajectory/forecast", json=body).raise_for_status().json()[0]
-        print(f"scene {scene}: {len(full)} agents, model version {answer['model_version']}")
+        # one scene: agent_id -> its first `observe` positions
+        answer = client.forecast({agent: xy[:observe].round(3) for agent, xy in full.items()})
+        print(f"scene {scene}: {len(full)} agents, model version {answer.model_version}")
         print(f"  {'agent':<8}{'behavior':<24}{'err 3 s':>9}{'err 5 s':>9}{'const-vel 5 s':>15}")
         errors, cv_errors = [], []
-        for agent in answer["agents"]:
-            xy = full[agent["agent_id"]]
-            pred = np.asarray(agent["positions"])
+        for agent in answer.agents:
+            xy = full[agent.agent_id]
+            pred = np.asarray(agent.positions)
             truth = xy[observe:]
             e3 = np.linalg.norm(pred[int(3 * hz) - 1] - truth[int(3 * hz) - 1])
             e5 = np.linalg.norm(pred[-1] - truth[-1])
@@ -69,9 +60,9 @@ def main() -> None:
             cv5 = np.linalg.norm(xy[observe - 1] + velocity * predict / hz - truth[-1])
             errors.append(e5)
             cv_errors.append(cv5)
-            prob = agent["behavior_probabilities"][agent["behavior"]]
-            label = f"{agent['behavior']} ({prob:.2f})"
-            print(f"  {agent['agent_id']:<8}{label:<24}{e3:>8.2f}m{e5:>8.2f}m{cv5:>14.2f}m")
+            prob = agent.behavior_probabilities[agent.behavior]
+            label = f"{agent.behavior} ({prob:.2f})"
+            print(f"  {agent.agent_id:<8}{label:<24}{e3:>8.2f}m{e5:>8.2f}m{cv5:>14.2f}m")
         print(
             f"  mean error 5 s ahead: model {np.mean(errors):.2f} m, "
             f"constant velocity {np.mean(cv_errors):.2f} m\n"
