@@ -160,11 +160,15 @@ def read_manifest(data_dir: Path) -> dict:
     return manifest
 
 
-def verify_manifest(data_dir: Path) -> dict:
-    """Re-hash every file the manifest lists; raise :class:`DataError` on the first problem."""
+def verify_manifest(data_dir: Path, fix: str | None = None) -> dict:
+    """Re-hash every file the manifest lists; raise :class:`DataError` on the first problem.
+
+    ``fix`` ends each message (the data family's own regenerate / re-import command); by
+    default the user-events commands.
+    """
     data_dir = _data_dir(data_dir)
     manifest = read_manifest(data_dir)
-    fix = _fix_hint(manifest)
+    fix = fix or _fix_hint(manifest)
     for name, entry in sorted(manifest["files"].items()):
         path = data_dir / name
         if not path.is_file():

@@ -67,7 +67,8 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from behave.data.manifest import DataError, read_manifest, write_manifest
+from behave.data.checks import check_table
+from behave.data.manifest import DataError, read_manifest, verify_manifest, write_manifest
 
 __all__ = [
     "generate_offline_rl",
@@ -566,7 +567,8 @@ _SCALAR_COLUMNS = {
     "terminal": pl.Boolean,
     "timeout": pl.Boolean,
 }
-_VECTOR_COLUMNS = ("observation", "action")  # plus next_observation when present
+_VECTOR_COLUMNS = ("observation", "action", "next_observation")  # the last one optional
+_VECTOR = (pl.Array, pl.List)  # of Float32, obs_dim or act_dim wide (checked by _vectors)
 
 
 def _vectors(frame: pl.DataFrame, column: str, dim: int, path: Path) -> np.ndarray:
@@ -586,15 +588,17 @@ def _vectors(frame: pl.DataFrame, column: str, dim: int, path: Path) -> np.ndarr
     return series.to_numpy().reshape(len(frame), dim)
 
 
-def load_trajectories(data_dir: Path) -> list[dict[str, np.ndarray]]:
+def load_trajectories(data_dir: Path, verify: bool = False) -> list[dict[str, np.ndarray]]:
     """Episodes of an offline-rl data directory, as per-episode numpy arrays.
 
     Each dict holds ``observations`` (T, obs_dim) float32, ``actions`` (T, act_dim) float32,
     ``rewards`` (T,) float32, ``returns_to_go`` (T,) float32 (``rtg[t] = sum(rewards[t:])``,
     undiscounted, summed in float64), ``timesteps`` (T,) int64, ``terminals`` and ``timeouts``
     (T,) bool, and ``next_observations`` when the file has them. Arrays are views into one
-    buffer per column. Raises :class:`DataError` for a missing manifest, a wrong schema, NaN or
-    inf values, or rows that are not whole episodes sorted by (episode, step).
+    buffer per column. ``verify`` re-hashes the file against the manifest first. Raises
+    :class:`DataError` for a missing manifest, a changed file (``verify``), an unreadable or
+    empty file, a wrong schema, null, NaN or inf values, or rows that are not whole episodes
+    sorted by (episode, step).
     """
     manifest = read_manifest(data_dir)
     data_dir = Path(data_dir)
@@ -605,24 +609,21 @@ def load_trajectories(data_dir: Path) -> list[dict[str, np.ndarray]]:
     path = data_dir / TRANSITIONS_FILE
     if not path.is_file():
         raise DataError(f"{path} is missing; {fix}")
+    if verify:
+        verify_manifest(data_dir, fix=fix)
+    check_table(
+        path,
+        {**_SCALAR_COLUMNS, **dict.fromkeys(_VECTOR_COLUMNS, _VECTOR)},
+        table="an offline-rl transitions table",
+        fix=fix,
+        optional=("next_observation",),
+    )
     try:
         frame = pl.read_parquet(path)
     except Exception as err:  # any reader failure means an unreadable file
         raise DataError(
             f"{path} is not a readable Parquet file ({type(err).__name__}); {fix}"
         ) from err
-
-    missing = [c for c in (*_SCALAR_COLUMNS, *_VECTOR_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; {fix}")
-    for column, dtype in _SCALAR_COLUMNS.items():
-        if frame.schema[column] != dtype:
-            raise DataError(
-                f"{path}: column {column!r} is {frame.schema[column]}, expected {dtype}"
-            )
-    nulls = [c for c in frame.columns if frame[c].null_count()]
-    if nulls:
-        raise DataError(f"{path}: null values in columns {nulls}; {fix}")
 
     obs_dim = int(manifest.get("observation_dim") or frame.schema["observation"].shape[0])
     act_dim = int(manifest.get("action_dim") or frame.schema["action"].shape[0])
@@ -633,20 +634,11 @@ def load_trajectories(data_dir: Path) -> list[dict[str, np.ndarray]]:
     }
     if "next_observation" in frame.columns:
         arrays["next_observations"] = _vectors(frame, "next_observation", obs_dim, path)
-    for key, values in arrays.items():
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
-            raise DataError(
-                f"{path}: {len(rows)} rows with NaN or inf in {key} (first at row {rows[0]}); {fix}"
-            )
 
     episode = frame["episode"].to_numpy()
     step = frame["step"].to_numpy().astype(np.int64)
     terminal = frame["terminal"].to_numpy()
     timeout = frame["timeout"].to_numpy()
-    if len(frame) == 0:
-        raise DataError(f"{path} has no transitions; {fix}")
     starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
     ends = np.r_[starts[1:], len(frame)] - 1
     expected_step = np.arange(len(frame)) - np.repeat(starts, np.diff(np.r_[starts, len(frame)]))

@@ -116,8 +116,10 @@ class OfflineRLDataModule(L.LightningDataModule):
                 f"data.data_dir={path} has no offline-rl dataset; create it with "
                 f"`behave data generate offline-rl --out {path}`"
             )
+        # the file must be the one its manifest describes, with the transitions schema and
+        # finite values: a one-line DataError here, not a crash (or a silent run) further on
+        episodes = load_trajectories(path, verify=True)
         self.manifest = read_manifest(path)
-        episodes = load_trajectories(path)
         if len(episodes) < 2:
             raise DataError(f"{path} has {len(episodes)} episode(s); need at least 2 to split")
         order = np.random.default_rng(hp.split_seed).permutation(len(episodes))

@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from behave.data.checks import check_table
 from behave.data.importer import read_table
-from behave.data.manifest import DataError, read_manifest, write_manifest
+from behave.data.manifest import DataError, read_manifest, verify_manifest, write_manifest
 from behave.data.schema import MANIFEST_FILE, QUARANTINE_FILE
 from behave.data.spikes_sim import CircuitConfig, simulate_circuit
 
@@ -163,8 +164,13 @@ def _bin_of(time: pl.Expr, bin_s: float) -> pl.Expr:
     return (time / bin_s + _BIN_TOLERANCE).floor()
 
 
-def load_binned(data_dir: Path) -> BinnedSpikes:
-    """Read a spikes folder (generated or imported) as dense per-bin arrays."""
+def load_binned(data_dir: Path, verify: bool = False) -> BinnedSpikes:
+    """Read a spikes folder (generated or imported) as dense per-bin arrays.
+
+    ``verify`` re-hashes the files against the manifest first. Raises :class:`DataError` for a
+    missing manifest or file, a changed file (``verify``), an unreadable or empty table, a wrong
+    schema, or null, NaN or inf values.
+    """
     data_dir = Path(data_dir)
     data_dir = data_dir.parent if data_dir.is_file() else data_dir
     fix = (
@@ -179,6 +185,22 @@ def load_binned(data_dir: Path) -> BinnedSpikes:
     for name in (SPIKES_FILE, COVARIATES_FILE):
         if not (data_dir / name).is_file():
             raise DataError(f"{data_dir / name} is missing; {fix}")
+    if verify:
+        verify_manifest(data_dir, fix=fix)
+    channels = int(manifest.get("stimulus_channels") or 0)
+    check_table(data_dir / SPIKES_FILE, SPIKE_SCHEMA, table="a spikes table", fix=fix)
+    check_table(
+        data_dir / COVARIATES_FILE,
+        {
+            "trial": pl.Int32(),
+            "bin": pl.Int32(),
+            "behavior": pl.Float32(),
+            **{f"stim_{k}": pl.Float32() for k in range(channels)},
+        },
+        table="a covariates table",
+        fix=fix,
+        optional=("behavior",),
+    )
     trials, neurons = int(manifest["num_trials"]), int(manifest["num_neurons"])
     bin_s = float(manifest["bin_s"])
     bins = int(round(float(manifest["trial_s"]) / bin_s))
@@ -206,7 +228,6 @@ def load_binned(data_dir: Path) -> BinnedSpikes:
     behavior = None
     if manifest.get("behavior") and "behavior" in covariates.columns:
         behavior = covariates["behavior"].to_numpy().astype(np.float32).reshape(trials, bins)
-    channels = int(manifest.get("stimulus_channels") or 0)
     stimulus = None
     if channels:
         stimulus = (

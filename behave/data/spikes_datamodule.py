@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from behave.data.manifest import DataError
+from behave.data.manifest import DataError, read_manifest
 from behave.data.spike_tokens import TokenSpec, window_tokens
 from behave.data.spikes import BinnedSpikes, load_binned
 from behave.data.split_loaders import SplitLoaders
@@ -146,9 +146,9 @@ class SpikesDataModule(SplitLoaders, L.LightningDataModule):
 
     # ---- data facts --------------------------------------------------------------------------
     def _load(self) -> None:
-        self.binned: BinnedSpikes = load_binned(Path(self.hparams.data_dir))
-        from behave.data.manifest import read_manifest
-
+        # verified against the manifest and checked (schema, finite values) before binning:
+        # bad data is a one-line DataError here, not a crash or a silent run further on
+        self.binned: BinnedSpikes = load_binned(Path(self.hparams.data_dir), verify=True)
         self.manifest = read_manifest(Path(self.hparams.data_dir))
         counts = self.binned.counts
         T, bins, N = counts.shape

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from behave.data.checks import check_table
 from behave.data.manifest import DataError, read_manifest, verify_manifest, write_manifest
 from behave.data.schema import MANIFEST_FILE
 from behave.data.timeseries_synth import SYNTH_DATASETS, synth_splits
@@ -322,28 +323,12 @@ def _fix(data_dir: Path, manifest: dict | None) -> str:
     )
 
 
-def _check_schema(path: Path, width: int, fix: str) -> None:
-    found = pl.read_parquet_schema(path)
-    expected = _schema(width)
-    missing = [c for c in expected if c not in found]
-    if missing:
-        raise DataError(
-            f"{path}: no column(s) {missing} (columns: {', '.join(found)}); expected "
-            f"{', '.join(expected)}; {fix}"
-        )
-    wrong = [
-        f"{c} is {found[c]}, expected {dtype}" for c, dtype in expected.items() if found[c] != dtype
-    ]
-    if wrong:
-        raise DataError(f"{path}: {'; '.join(wrong)} (seq_len x channels = {width} per row); {fix}")
-
-
 def load_timeseries(data_dir: Path, verify: bool = True) -> TimeSeriesData:
     """Read a time-series folder (generated or imported) as numpy arrays per split.
 
     ``verify`` re-hashes the files against the manifest first. Raises :class:`DataError`
-    naming the file for a missing file, a wrong schema, non-finite values, labels outside
-    0..C-1 or split sizes that disagree with the manifest.
+    naming the file for a missing, unreadable or empty file, a wrong schema, missing or
+    non-finite values, labels outside 0..C-1 or split sizes that disagree with the manifest.
     """
     data_dir = Path(data_dir)
     data_dir = data_dir.parent if data_dir.is_file() else data_dir
@@ -357,10 +342,7 @@ def load_timeseries(data_dir: Path, verify: bool = True) -> TimeSeriesData:
     if not path.is_file():
         raise DataError(f"{path} is missing; {fix}")
     if verify:
-        try:
-            verify_manifest(data_dir)
-        except DataError as err:  # its hint names another data family's command: use ours
-            raise DataError(f"{str(err).rsplit('; ', 1)[0]}; {fix}") from err
+        verify_manifest(data_dir, fix=fix)
     keys = ("seq_len", "channels", "num_classes", "class_names", "split_sizes", "has_ground_truth")
     absent = [k for k in keys if k not in manifest]
     if absent:
@@ -368,23 +350,20 @@ def load_timeseries(data_dir: Path, verify: bool = True) -> TimeSeriesData:
     seq_len, channels = int(manifest["seq_len"]), int(manifest["channels"])
     num_classes = int(manifest["num_classes"])
     width = seq_len * channels
-    _check_schema(path, width, fix)
+    check_table(
+        path,
+        _schema(width),
+        table=f"a series table of seq_len x channels = {seq_len} x {channels} values per row",
+        fix=fix,
+        nullable=("truth",),  # sets without ground truth
+    )
 
     frame = pl.read_parquet(path, columns=list(_schema(width)))
-    if frame["x"].null_count() or frame["label"].null_count() or frame["split"].null_count():
-        raise DataError(f"{path}: null split, label or x in some rows; {fix}")
     split_col = frame["split"].to_numpy()
     unknown = sorted(set(np.unique(split_col).tolist()) - set(SPLITS))
     if unknown:
         raise DataError(f"{path}: unknown split value(s) {unknown}; expected {SPLITS}; {fix}")
     x = frame["x"].to_numpy().reshape(-1, seq_len, channels)  # (N, T, D) float32
-    finite = np.isfinite(x).all(axis=(1, 2))
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise DataError(
-            f"{path}: {int((~finite).sum()):,} series hold NaN or inf values (first: row {row}); "
-            f"{fix}"
-        )
     y = frame["label"].to_numpy()
     bad = (y < 0) | (y >= num_classes)
     if bad.any():

@@ -27,9 +27,10 @@ import polars as pl
 import torch
 from torch.utils.data import Dataset
 
-from behave.data.manifest import DataError, read_manifest
+from behave.data.checks import check_table
+from behave.data.manifest import DataError, verify_manifest
 from behave.data.split_loaders import SplitLoaders
-from behave.data.traffic import TRACKS_FILE
+from behave.data.traffic import TRACK_SCHEMA, TRACKS_FILE
 from behave.data.traffic_behavior import BEHAVIORS, BehaviorRule, label_behaviors
 from behave.errors import ConfigError
 from behave.ops.graphs import geometric_adjacency, projection, spectral_embedding
@@ -151,13 +152,23 @@ class TrafficDataModule(SplitLoaders, L.LightningDataModule):
     # ---- data facts --------------------------------------------------------------------------
     def _load(self) -> None:
         path = Path(self.hparams.data_dir)
+        make = (
+            f"`behave data generate traffic --out {path}` or import tracks with "
+            f"`behave data import traffic TRACKS.csv --out {path}`"
+        )
         if not (path / TRACKS_FILE).is_file():
-            raise DataError(
-                f"no {TRACKS_FILE} in {path}: generate traffic with "
-                f"`behave data generate traffic --out {path}` or import tracks with "
-                f"`behave data import traffic TRACKS.csv --out {path}`"
-            )
-        self.manifest = read_manifest(path)
+            raise DataError(f"no {TRACKS_FILE} in {path}: generate traffic with {make}")
+        # the file must be the one its manifest describes, with the track schema and finite
+        # values: a one-line DataError here, not a crash (or a silent run) further on
+        fix = f"regenerate with {make}"
+        self.manifest = verify_manifest(path, fix=fix)
+        check_table(
+            path / TRACKS_FILE,
+            TRACK_SCHEMA,
+            table="a tracks table",
+            fix=fix,
+            nullable=("lane", "style"),  # unknown in imported tracks
+        )
         self.hz = float(self.manifest.get("hz", 10.0))
         self.rule = BehaviorRule.from_dict(self.manifest.get("behavior_rule"))
         self.observe = int(round(self.hparams.observe_s * self.hz))

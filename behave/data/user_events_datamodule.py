@@ -17,6 +17,7 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from behave.data.checks import check_table
 from behave.data.manifest import DataError, verify_manifest
 from behave.data.schema import EVENT_SCHEMA, EVENTS_FILE, REQUIRED_COLUMNS, time_features
 from behave.data.vocab import Vocabulary
@@ -79,42 +80,18 @@ def build_windows(frame: pl.DataFrame, context_length: int) -> dict[str, np.ndar
 
 
 def _scan_events(path: Path) -> pl.LazyFrame:
-    """The event table, after checking it is readable Parquet with the event schema."""
-    try:
-        schema = pl.read_parquet_schema(path)
-    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
-        raise DataError(
-            f"{path}: not a readable Parquet file ({type(err).__name__}: {err})"
-        ) from err
-    missing = [c for c in EVENT_SCHEMA if c not in schema]
-    wrong = {
-        c: str(schema[c])
-        for c, dtype in EVENT_SCHEMA.items()
-        if c in schema and schema[c].base_type() != dtype.base_type()
-    }
-    if missing or wrong:
-        raise DataError(
-            f"{path}: not an event table: "
-            + "; ".join(
-                ([f"missing columns {missing}"] if missing else [])
-                + (
-                    [
-                        f"wrong types {wrong}, expected {dict((c, str(EVENT_SCHEMA[c])) for c in wrong)}"
-                    ]
-                    if wrong
-                    else []
-                )
-            )
-        )
-    events = pl.scan_parquet(path)
-    counts = events.select(pl.col(*REQUIRED_COLUMNS).null_count()).collect().row(0, named=True)
-    nulls = {c: n for c, n in counts.items() if n}
-    if nulls:
-        raise DataError(
-            f"{path}: missing values in {nulls} (column: rows); "
-            "`behave data import` quarantines such rows"
-        )
-    return events
+    """The event table, after checking it is readable Parquet with the event schema, no missing
+    required values and at least one event."""
+    return check_table(
+        path,
+        {c: dtype.base_type() for c, dtype in EVENT_SCHEMA.items()},  # any Datetime unit
+        table="an event table",
+        fix=(
+            f"re-import the log with `behave data import LOG --out {path.parent}` (it quarantines "
+            f"bad rows) or regenerate with `behave data generate user-events --out {path.parent}`"
+        ),
+        nullable=[c for c in EVENT_SCHEMA if c not in REQUIRED_COLUMNS],
+    )
 
 
 class UserEventsDataModule(L.LightningDataModule):

@@ -195,13 +195,13 @@ def test_bad_files_raise_data_error(tmp_path):
     df.with_columns(reward=pl.Series([1.0, float("nan"), 3.0], dtype=pl.Float32)).write_parquet(
         path
     )
-    with pytest.raises(DataError, match=r"transitions\.parquet.*NaN or inf in rewards"):
+    with pytest.raises(DataError, match=r"transitions\.parquet: NaN or inf in \{'reward': 1\}"):
         load_trajectories(tmp_path)
 
     obs = df["observation"].to_numpy().copy()
     obs[2, 3] = np.inf
     df.with_columns(observation=pl.Series(obs)).write_parquet(path)
-    with pytest.raises(DataError, match="NaN or inf in observations"):
+    with pytest.raises(DataError, match=r"NaN or inf in \{'observation': 1\}.*first at row 2"):
         load_trajectories(tmp_path)
 
     df.drop("timeout").write_parquet(path)
