@@ -340,8 +340,12 @@ def run_surgery(
         tracking.log_figures(run_id, figures)
         with tempfile.TemporaryDirectory() as tmp:
             c.log_artifacts(run_id, str(probe.save(Path(tmp) / "probe")), "probe")
+            registered_probe = None  # (family, version, previous @challenger) until the pair lands
             if register and not probe_uri:
+                probe_name = probe_family("behavegpt", behavior_family)
+                previous = tracking.alias_version(probe_name, "challenger")
                 probe_version = _register_probe(run_id, probe, bundle, Path(tmp) / "probe-bundle")
+                registered_probe = (probe_name, probe_version, previous)
                 progress(
                     f"registered behave.{probe_family('behavegpt', behavior_family)} v{probe_version}"
                 )
@@ -365,9 +369,18 @@ def run_surgery(
                     Path(tmp) / "bundle",
                     extra={"surgery": {"parent_version": parent_version, **edit}},
                 )
-                result.version = tracking.register_model(
-                    run_id, "behavegpt", out, *_example_io(edited, vocab), tags=lineage
-                )
+                try:
+                    result.version = tracking.register_model(
+                        run_id, "behavegpt", out, *_example_io(edited, vocab), tags=lineage
+                    )
+                except BaseException:
+                    # the probe and the edit it justifies land together or not at all
+                    if registered_probe is not None:
+                        tracking.unregister_version(*registered_probe)
+                        progress(
+                            f"unregistered behave.{registered_probe[0]} v{registered_probe[1]}"
+                        )
+                    raise
                 progress(
                     f"registered {parent_name} v{result.version} (@challenger) from run {run_id}"
                 )

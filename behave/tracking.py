@@ -215,6 +215,23 @@ def register_model(
     return version.version
 
 
+def unregister_version(family: str, version: str, restore_challenger: str | None) -> None:
+    """Undoes :func:`register_model` (when a registration it belongs with fails): deletes the
+    version and points @challenger back at ``restore_challenger`` (the version it named before).
+    """
+    c = client()
+    name = registered_name(family)
+    c.delete_model_version(name, version)  # its aliases go with it
+    if restore_challenger is not None:
+        c.set_registered_model_alias(name, "challenger", restore_challenger)
+
+
+def alias_version(family: str, alias: str) -> str | None:
+    """The version ``behave.<family>@<alias>`` names, or None."""
+    found = _find_alias(client(), registered_name(family), alias)
+    return None if found is None else found.version
+
+
 def _is_not_found(err: Exception) -> bool:
     """MLflow's answer for a missing registered model or alias (other errors, e.g. an
     unreachable server, must not be mistaken for "no model")."""

@@ -142,3 +142,38 @@ def test_per_block_mean_difference_direction_edits_without_registering(trained):
         "--alpha", "1", "--top-k", "8", "--no-register", cwd=trained,
     )  # fmt: skip
     assert "family_top1_rate" in proc.stdout and "registered" not in proc.stdout
+
+
+def test_a_failed_edit_registration_takes_its_probe_back(trained, monkeypatch):
+    """The probe and the edit register as a pair: when the edit's registration fails, the probe
+    version registered a moment before is deleted and @challenger points where it did."""
+    from behave import tracking
+    from behave.surgery_pipeline import run_surgery
+
+    monkeypatch.chdir(trained)
+    # set here so that it is unset again after the test (MLflow writes it into os.environ)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlflow' / 'mlflow.db'}")
+    probe_name = f"behave.probe.behavegpt.{FAMILY}"
+    c = _client(trained)
+    probes_before = {v.version for v in c.search_model_versions(f"name='{probe_name}'")}
+    models_before = {v.version for v in c.search_model_versions("name='behave.behavegpt'")}
+    challenger_before = tracking.alias_version(f"probe.behavegpt.{FAMILY}", "challenger")
+    real = tracking.register_model
+
+    def failing_for_the_edit(run_id, family, *args, **kwargs):
+        if family == "behavegpt":
+            raise RuntimeError("registry went away")
+        return real(run_id, family, *args, **kwargs)
+
+    monkeypatch.setattr(tracking, "register_model", failing_for_the_edit)
+    lines = []
+    with pytest.raises(RuntimeError, match="registry went away"):
+        run_surgery(
+            "models:/behave.behavegpt/1", FAMILY, [2.0], [8],
+            generation_histories=4, progress=lines.append,
+        )  # fmt: skip
+    assert any(line.startswith(f"registered {probe_name}") for line in lines)  # it did land
+    assert any(line.startswith(f"unregistered {probe_name}") for line in lines)
+    assert {v.version for v in c.search_model_versions(f"name='{probe_name}'")} == probes_before
+    assert {v.version for v in c.search_model_versions("name='behave.behavegpt'")} == models_before
+    assert tracking.alias_version(f"probe.behavegpt.{FAMILY}", "challenger") == challenger_before
