@@ -112,7 +112,8 @@ class BehaveGPTPredictor:
         batch = EventBatch(*(torch.tensor([c], dtype=torch.long) for c in columns))
         return batch.to(self.device), len(rows), dropped
 
-    def _stack(self, batches: list[EventBatch], lengths: list[int]) -> EventBatch:
+    def stack(self, batches: list[EventBatch], lengths: list[int]) -> EventBatch:
+        """Encoded histories (see :meth:`encode`) right-padded into one batch."""
         width = max(lengths)
         fields = {}
         for name in vars(batches[0]):
@@ -129,7 +130,7 @@ class BehaveGPTPredictor:
         """Top-k next behaviors with probabilities for each history, batched in one forward."""
         encoded = [self.encode(h, field=f"histories[{i}]") for i, h in enumerate(histories)]
         batches, lengths, dropped = zip(*encoded, strict=True)
-        events = self._stack(list(batches), list(lengths))
+        events = self.stack(list(batches), list(lengths))
         scores = self.model.next_behavior_logits(events, torch.tensor(lengths, device=self.device))
         probs = torch.softmax(scores.float(), dim=-1)
         k = min(top_k, len(self.vocab.behaviors) - 2)

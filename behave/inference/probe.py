@@ -62,7 +62,7 @@ class ProbePredictor:
         """Probe probability and flag for the event after each history (one batched forward)."""
         encoded = [self.model.encode(h, field=f"histories[{i}]") for i, h in enumerate(histories)]
         lengths = [n for _, n, _ in encoded]
-        batch = self.model._stack([b for b, _, _ in encoded], lengths)
+        batch = self.model.stack([b for b, _, _ in encoded], lengths)
         hidden = self.model.model(batch, output_hidden_states=True).hidden_states[self.probe.layer]
         last = torch.tensor(lengths, device=hidden.device) - 1
         features = hidden[torch.arange(len(lengths), device=hidden.device), last]  # (B, D)
