@@ -13,6 +13,7 @@
     behave explain score --model models:/behave.tsclassifier.freqshapes@champion \
         --explainer models:/behave.timex.freqshapes@champion --data-dir data/timeseries/freqshapes
     behave serve                                          start the BentoML service
+    behave report [--run tiny|full] [--check]             benchmark tables: REPORT.md, README
 
 Heavy imports (lightning, mlflow, torch) happen inside the verb that needs them, so
 ``behave --help`` and argument errors answer at once.
@@ -448,6 +449,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+
+    report = verbs.add_parser(
+        "report",
+        help="render every benchmark's results JSON into REPORT.md, report.json and the "
+        "README's tables (--run: run the benchmarks first; --check: CI)",
+    )
+    report.add_argument(
+        "--run",
+        choices=("tiny", "full"),
+        default=None,
+        help="first run the benchmark scripts: tiny (small configurations, minutes; into "
+        "benchmarks/results/tiny/, README untouched) or full (the README's documented runs, "
+        "hours) (default: render the JSON already there)",
+    )
+    report.add_argument(
+        "--families",
+        default=None,
+        help="with --run: comma list of families (behavegpt, decision_mamba, graph_lstm, "
+        "neuroformer, explainers, surgery) or benchmarks (e.g. serving, scan, surgery_llm) "
+        "(default: all)",
+    )
+    report.add_argument(
+        "--results-dir",
+        default=None,
+        help="where the JSON is read (and written by --run) (default: benchmarks/results, or "
+        "benchmarks/results/tiny with --run tiny)",
+    )
+    report.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="rewrite the README's tables from a tiny run or another --results-dir too",
+    )
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 naming each README table that differs from the JSON",
+    )
+    report.add_argument(
+        "--readme", default=None, help="the README to update or check (default: README.md)"
+    )
     return parser
 
 
@@ -741,6 +782,29 @@ def _run_serve(args: argparse.Namespace) -> None:
     )
 
 
+def _run_report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from behave.errors import ConfigError
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "report.py").is_file():
+        raise ConfigError("behave report needs the source checkout (benchmarks/report.py)")
+    if args.check and args.run:
+        raise ConfigError("--check renders what is there; it does not combine with --run")
+    if args.families and not args.run:
+        raise ConfigError("--families selects what --run runs; add --run tiny or --run full")
+    sys.path.insert(0, str(root))  # benchmarks/ is a folder of scripts, not part of the package
+    from benchmarks import report
+
+    try:
+        code = report.main(args)
+    except ValueError as err:  # an unknown --families name
+        raise ConfigError(str(err)) from err
+    if code:
+        sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_VERBS:
@@ -755,6 +819,7 @@ def main(argv: list[str] | None = None) -> None:
         "serve": _run_serve,
         "explain": _run_explain,
         "surgery": _run_surgery,
+        "report": _run_report,
     }
     _guarded(lambda: handlers[args.verb](args))
 

@@ -244,6 +244,7 @@ def main() -> None:
     result = {
         "data": str(Path(args.data).resolve()),
         "seeds": args.seeds,
+        "few_shot_trials": args.few_shot_trials,
         "runs": runs,
         "baselines": {k: v for k, v in rows.items() if not k.startswith("Neuroformer")},
         "table": text,
