@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "MAX_SPIKES",
     "MAX_GENERATE_S",
+    "MAX_RECORDING_S",
     "use_neural_model",
     "SpikeEvent",
     "DecodeInput",
@@ -29,6 +30,9 @@ __all__ = [
 MAX_SPIKES = 50_000  # one request's events
 MAX_GENERATE_S = 5.0  # generation is sequential: about a second of compute per simulated second
 MAX_STIMULUS_ROWS = 10_000
+# decoding runs one forward per 50 ms window of the whole span: a lone spike at t = 5,000 s
+# asked for 100,000 windows and ran past the service's timeout (found by the fuzz test)
+MAX_RECORDING_S = 60.0
 
 # neurons / stimulus channels of the loaded model (None: no model loaded, skip those checks)
 _num_neurons: int | None = None
@@ -59,6 +63,13 @@ def _check_spikes(spikes: list[SpikeEvent]) -> None:
                 "unknown_neuron",
                 "spikes[{i}].neuron: unknown neuron id {n}; this model knows ids 0..{last}",
                 {"i": i, "n": s.neuron, "last": _num_neurons - 1},
+            )
+        if s.time > MAX_RECORDING_S:
+            raise PydanticCustomError(
+                "recording_too_long",
+                "spikes[{i}].time: {t} s is past the {m} s one request may span; "
+                "send longer recordings in pieces of at most {m} s",
+                {"i": i, "t": s.time, "m": f"{MAX_RECORDING_S:g}"},
             )
         if s.time < prev:
             raise PydanticCustomError(

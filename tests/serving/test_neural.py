@@ -23,6 +23,7 @@ BAD = {  # body -> (loc of the error, words of its message)
     "negative time": ({"spikes": [{"neuron": 0, "time": -0.1}]}, ["spikes", 0, "time"], "greater than or equal to 0"),
     "unknown neuron": ({"spikes": [{"neuron": 0, "time": 0.0}, {"neuron": N, "time": 0.1}]}, ["spikes"], "unknown neuron id 12; this model knows ids 0..11"),
     "unsorted": ({"spikes": [{"neuron": 0, "time": 0.2}, {"neuron": 1, "time": 0.1}]}, ["spikes"], "spikes must be sorted by time"),
+    "too long": ({"spikes": [{"neuron": 0, "time": 5125.0}]}, ["spikes"], "past the 60 s one request may span"),
     "stimulus width": ({"spikes": spikes(), "stimulus": [[0.0] * 2]}, ["stimulus"], "expected 3 channels per bin"),
 }  # fmt: skip
 
