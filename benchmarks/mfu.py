@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from behave.device import bf16_supported, resolve_device  # noqa: E402
 from behave.models.behavegpt import BehaveGPT, BehaveGPTConfig, EventBatch  # noqa: E402
-from benchmarks.run_info import device_name, git_commit  # noqa: E402
+from benchmarks.run_info import device_name, git_commit, write_json  # noqa: E402
 
 # Dense peak TFLOP/s (no sparsity) by device-name fragment: (bf16, fp32 without TF32)
 PEAKS = {
@@ -175,10 +174,7 @@ def main() -> None:
         "config": {**vars(args), "params": params},
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ checks the same errors end the command with exit code 2 and one line, without a 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.reliability.test_bad_data import _reseal  # a manifest that agrees with a bad file
 from tests.test_cli import REPO, behave
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -133,20 +133,6 @@ def _no_global_store(monkeypatch):
 
 
 # ---- faults ------------------------------------------------------------------------------------
-def _reseal(folder: Path) -> None:
-    """Rewrites the manifest's hashes for the files as they are now (a manifest that agrees
-    with a bad file: the checks after the hash must catch it)."""
-    from behave.data.manifest import _content_hash, sha256_file
-
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    for name, entry in manifest["files"].items():
-        entry["sha256"] = sha256_file(folder / name)
-        entry["bytes"] = (folder / name).stat().st_size
-    manifest["content_hash"] = _content_hash({n: e["sha256"] for n, e in manifest["files"].items()})
-    path.write_text(json.dumps(manifest))
-
-
 def _set_row_1(path: Path, column: str, value: float | None) -> None:
     """Row 1 of ``column`` becomes ``value`` (in an Array column: its first element; a None
     there nulls the whole row)."""
