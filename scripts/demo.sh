@@ -116,7 +116,13 @@ print(json.dumps([
 ]))
 EOF
 )
-show() { python -m json.tool --indent 2 | head -n "${1:-40}"; }
+# pretty JSON, at most N lines (no `| head`: under pipefail the writer's broken pipe ends the demo)
+show() {
+  python -c 'import json, sys
+lines = json.dumps(json.load(sys.stdin), indent=2).splitlines()
+n = int(sys.argv[1])
+print("\n".join(lines[:n]) + ("\n  ..." if len(lines) > n else ""))' "${1:-40}"
+}
 
 step "POST /next_behavior (top 5 next behaviors after a 12-event history)"
 curl -sS -X POST "$url/next_behavior" -H 'content-type: application/json' \
