@@ -60,6 +60,7 @@ FAMILIES = {
     "neuroformer": "Neuroformer",
     "explainers": "Explanations: TimeX and Captum",
     "surgery": "Behavior probes and model surgery",
+    "reliability": "Service under load",
 }
 
 
@@ -225,6 +226,7 @@ JOBS = (
         _commands("--quick --work-dir {work}/surgery_llm"),
         plot=True,
     ),
+    Job("load", "reliability", "load.py", _commands("--seconds 60"), _commands("--seconds 10")),
 )
 JOB_BY_NAME = {job.name: job for job in JOBS}
 
@@ -492,6 +494,32 @@ def render_serving(results: dict) -> list[str]:
         rows.append(row)
     header = ["clients", *(f"{m} req/s (p50 / p99 ms)" for m in modes)]
     return table(header, ["---"] * len(header), rows)
+
+
+def render_load(results: dict) -> list[str]:
+    """Per route and over all routes: requests, failures, p50/p99; then the memory line."""
+    data = results["load"]
+    rows = [r for r in data["routes"] if r["route"] != "Aggregated"]
+    total = next(r for r in data["routes"] if r["route"] == "Aggregated")
+    lines = table(
+        ["route", "requests", "failed", "p50 ms", "p99 ms"],
+        ["---", "---:", "---:", "---:", "---:"],
+        [
+            [f"`{r['route']}`", f"{r['requests']:,}", str(r["failed"]),
+             f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}"]
+            for r in rows
+        ]
+        + [[f"all ({data['clients']} clients, {data['seconds']} s)",
+            f"{total['requests']:,} ({total['requests'] / data['seconds']:.0f}/s)",
+            str(total["failed"]), f"{total['p50_ms']:.0f}", f"{total['p99_ms']:.0f}"]],
+    )  # fmt: skip
+    before, after = data["rss_mib_before"], data["rss_mib_after"]
+    growth = after / before - 1
+    return lines + [
+        "",
+        f"Server and worker RSS went from {before:.0f} to {after:.0f} MiB "
+        f"({signed_pct(growth)}; the test fails at +10%).",
+    ]
 
 
 VARIANT_LABELS = {
@@ -1022,6 +1050,7 @@ SECTIONS = (
     Section(
         "surgery_llm", "surgery", "Surgery on SmolLM2-135M", ("surgery_llm",), render_surgery_llm
     ),
+    Section("load", "reliability", "Served load, 32 clients", ("load",), render_load),
 )
 
 

@@ -147,3 +147,29 @@ def test_run_tiny_scan_only_leaves_readme_alone(tmp_path: Path, readme_copy: Pat
     assert "**Tiny scale**" in md and "L = 64 / 256" in md
     assert "_not run at tiny scale: surgery_behavegpt" in md
     assert readme_copy.read_text() == report.README.read_text()
+
+
+def test_load_table_has_every_route_the_total_and_memory():
+    data = {
+        "clients": 32,
+        "seconds": 60,
+        "routes": [
+            {"route": "/act", "requests": 1601, "failed": 0, "p50_ms": 100.0, "p99_ms": 580.0},
+            {"route": "/probe", "requests": 1569, "failed": 0, "p50_ms": 170.0, "p99_ms": 610.0},
+            {
+                "route": "Aggregated",
+                "requests": 3170,
+                "failed": 0,
+                "p50_ms": 150.0,
+                "p99_ms": 600.0,
+            },
+        ],
+        "rss_mib_before": 957.0,
+        "rss_mib_after": 969.0,
+    }
+    lines = report.render_load({"load": data})
+    assert lines[2] == "| `/act` | 1,601 | 0 | 100 | 580 |"
+    assert lines[4] == "| all (32 clients, 60 s) | 3,170 (53/s) | 0 | 150 | 600 |"
+    assert lines[-1] == (
+        "Server and worker RSS went from 957 to 969 MiB (+1.3%; the test fails at +10%)."
+    )

@@ -2,8 +2,10 @@
 route of the fully loaded service. 0 failed requests, p50/p99 per route reported, and the
 server's memory (RSS of the server and its workers) grows < 10% over the run.
 
-Short by default (CI: 20 s); ``BEHAVE_LONG_RELIABILITY=1`` runs 60 s. Overload answers (429 past
-``max_concurrency``, 504 past the timeout) are tested in tests/serving/test_overload.py.
+Short by default (CI: 20 s); ``BEHAVE_LONG_RELIABILITY=1`` runs 60 s (``BEHAVE_LOAD_SECONDS``
+sets it). ``BEHAVE_LOAD_OUT=path.json`` also writes the figures there (``benchmarks/load.py``
+does, for ``behave report``). Overload answers (429 past ``max_concurrency``, 504 past the
+timeout) are tested in tests/serving/test_overload.py.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 LONG = os.environ.get("BEHAVE_LONG_RELIABILITY") == "1"
 CLIENTS = 32
-SECONDS = 60 if LONG else 20
+SECONDS = int(os.environ.get("BEHAVE_LOAD_SECONDS") or (60 if LONG else 20))
 MAX_RSS_GROWTH = 0.10
 
 
@@ -147,6 +149,8 @@ def test_32_clients_get_every_answer_and_memory_stays_flat(full_server, tmp_path
         + [f"{n:<24}{c:>9}{f:>8}{p50:>8.0f}{p99:>8.0f}" for n, c, f, p50, p99 in table]
     )  # fmt: skip
     print(summary)
+    if os.environ.get("BEHAVE_LOAD_OUT"):
+        _write_figures(Path(os.environ["BEHAVE_LOAD_OUT"]), table, rss_before, rss_after)
     failures = (tmp_path / "load_failures.csv").read_text()
     assert proc.returncode == 0, summary + "\n" + failures + proc.stderr[-3000:]
     total = rows["Aggregated"]
@@ -154,3 +158,24 @@ def test_32_clients_get_every_answer_and_memory_stays_flat(full_server, tmp_path
     assert {name for name in rows if name != "Aggregated"} == set(_bodies())
     assert all(int(r["Request Count"]) > 0 for r in rows.values())
     assert growth < MAX_RSS_GROWTH, summary
+
+
+def _write_figures(out: Path, table, rss_before: int, rss_after: int) -> None:
+    from benchmarks.run_info import device_name, git_commit, write_json
+
+    write_json(
+        out,
+        {
+            "benchmark": "load",
+            "device": device_name(),
+            "commit": git_commit(),
+            "clients": CLIENTS,
+            "seconds": SECONDS,
+            "routes": [
+                {"route": n, "requests": c, "failed": f, "p50_ms": p50, "p99_ms": p99}
+                for n, c, f, p50, p99 in table
+            ],
+            "rss_mib_before": rss_before / 2**20,
+            "rss_mib_after": rss_after / 2**20,
+        },
+    )
