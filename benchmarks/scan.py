@@ -15,21 +15,23 @@ Prints a table and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run_info, from any cwd
 from behave.ops.selective_scan import (  # noqa: E402
     _mamba_kernel,
     selective_scan_parallel,
     selective_scan_reference,
 )
+from benchmarks.run_info import write_json  # noqa: E402
 
 
 def make_inputs(batch: int, dim: int, state: int, length: int, device: str, seed: int = 0):
@@ -140,10 +142,8 @@ def main() -> None:
         "kernel": why,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print()
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":
