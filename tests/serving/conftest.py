@@ -210,12 +210,19 @@ def _register_explainable(tracking, run_id: str, tmp_path_factory) -> None:
     )
 
 
-def launch_server(env: dict[str, str], log_path: Path) -> Server:
-    """Starts ``bentoml serve`` in its own process group (use :func:`wait_ready` next)."""
+def launch_server(
+    env: dict[str, str],
+    log_path: Path,
+    target: str = "serving.service:BehaveService",
+    cwd: Path = REPO_ROOT,
+    drop: tuple[str, ...] = (),
+) -> Server:
+    """Starts ``bentoml serve TARGET`` (the service, or a built bento's tag) from ``cwd`` in its
+    own process group (use :func:`wait_ready` next). ``drop``: caller variables not to pass on."""
     port = _free_port()
     full_env = {
         # none of the caller's BEHAVE_* settings (bundles, session limits) leak into a test
-        **{k: v for k, v in os.environ.items() if not k.startswith("BEHAVE_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith("BEHAVE_") and k not in drop},
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
         "HF_HUB_OFFLINE": "1",
@@ -224,9 +231,9 @@ def launch_server(env: dict[str, str], log_path: Path) -> Server:
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "serving.service:BehaveService",
+            [sys.executable, "-m", "bentoml", "serve", target,
              "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

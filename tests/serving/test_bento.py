@@ -21,8 +21,8 @@ import yaml
 from tests.serving.conftest import (
     REPO_ROOT,
     Server,
-    _free_port,
     _store_env,
+    launch_server,
     stop_server,
     wait_ready,
 )
@@ -37,12 +37,15 @@ NOT_IN_BENTO = ["data", "mlflow", "checkpoints", "benchmarks", "tests", "scripts
 MAX_BENTO_BYTES = 10 * 1024 * 1024  # source only: ~1.5 MB; data/ or checkpoints/ would blow it
 
 
+# a PYTHONPATH could reach the repository; bytecode writing shows which copy was imported
+DROPPED = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+
+
 def _clean_env(bentoml_home: Path) -> dict[str, str]:
     """The caller's environment without BEHAVE_* settings or a PYTHONPATH that could reach the
     repository; bytecode writing on, so the served bento records which files it imported."""
-    dropped = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
     return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("BEHAVE_") and k not in dropped},
+        **{k: v for k, v in os.environ.items() if not k.startswith("BEHAVE_") and k not in DROPPED},
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
         "HF_HUB_OFFLINE": "1",
@@ -142,20 +145,8 @@ def bento_server(bento, tmp_path_factory) -> Iterator[Server]:
     """`bentoml serve <tag>` from a directory outside the repository, on an empty MLflow store."""
     outside = tmp_path_factory.mktemp("outside-repo")
     assert not outside.resolve().is_relative_to(REPO_ROOT)
-    port = _free_port()
-    log_path = outside / "server.log"
-    env = {**_clean_env(bento.home), **_store_env(outside / "store")}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", bento.tag,
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=outside,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", log_path, proc)
+    env = {**_store_env(outside / "store"), "BENTOML_HOME": str(bento.home)}
+    server = launch_server(env, outside / "server.log", target=bento.tag, cwd=outside, drop=DROPPED)
     try:
         yield wait_ready(server)
     finally:
