@@ -65,11 +65,7 @@ def default_precision(accelerator: str | None, bf16_safe: bool) -> str:
     accelerator = (accelerator or "auto").lower()
     if not bf16_safe or accelerator not in ("auto", "gpu", "cuda"):
         return "32-true"
-    if os.environ.get(DEVICE_ENV, "auto").strip().lower() == "cpu":
-        return "32-true"
-    if not torch.cuda.is_available():
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if bf16_supported(resolve_device()) else "32-true"
 
 
 def service_resources() -> dict[str, object]:
