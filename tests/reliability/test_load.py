@@ -122,9 +122,11 @@ def _locust(url: str, bodies: Path, seconds: int, prefix: Path) -> subprocess.Co
 
 
 def test_32_clients_get_every_answer_and_memory_stays_flat(full_server, tmp_path):
+    examples_by_route = _bodies()
     bodies = tmp_path / "bodies.json"
-    bodies.write_text(json.dumps(_bodies()))
-    for route, examples in _bodies().items():  # every body is valid (a 4xx would be a test bug)
+    bodies.write_text(json.dumps(examples_by_route))
+    # every body is valid (a 4xx would be a test bug)
+    for route, examples in examples_by_route.items():
         r = httpx.post(f"{full_server.url}{route}", json=examples[0], timeout=60)
         assert r.status_code == 200, f"{route}: {r.status_code} {r.text[:300]}"
 
@@ -155,7 +157,7 @@ def test_32_clients_get_every_answer_and_memory_stays_flat(full_server, tmp_path
     assert proc.returncode == 0, summary + "\n" + failures + proc.stderr[-3000:]
     total = rows["Aggregated"]
     assert int(total["Failure Count"]) == 0, summary + "\n" + failures
-    assert {name for name in rows if name != "Aggregated"} == set(_bodies())
+    assert {name for name in rows if name != "Aggregated"} == set(examples_by_route)
     assert all(int(r["Request Count"]) > 0 for r in rows.values())
     assert growth < MAX_RSS_GROWTH, summary
 
