@@ -121,6 +121,7 @@ def cross_correlation_connectivity(
     max_lag: int = 3,
     correction: str = "psth",
     conditions: np.ndarray | None = None,
+    sign: str = "positive",
 ) -> np.ndarray:
     """Connectivity scores (N, N) ``[source, target]`` from lagged cross-correlation.
 
@@ -135,8 +136,10 @@ def cross_correlation_connectivity(
     For each lag l in 1..max_lag, with all trial-bins (k, t) where t + l is in the trial,
         c_l[s, n] = mean_{k,t} (r_s[k,t] - m_s)(r_n[k,t+l] - m_n) / (sd_s sd_n),
     the Pearson correlation of the source's past with the target's future (means and sds over
-    those same bins; a silent neuron has sd 0 and scores 0). The score is max_l c_l[s, n]:
-    positive (excitatory) influence at any of the lags. One (N, N) matrix product per lag.
+    those same bins; a silent neuron has sd 0 and scores 0). The score is max_l c_l[s, n] for
+    ``sign="positive"`` (excitatory influence at any of the lags; inhibition scores low) or
+    max_l |c_l[s, n]| for ``sign="abs"`` (influence of either sign). One (N, N) matrix product
+    per lag.
     """
     counts = np.asarray(counts)
     if counts.ndim != 3:
@@ -144,6 +147,8 @@ def cross_correlation_connectivity(
     num_trials, num_bins, num_neurons = counts.shape
     if not 1 <= max_lag < num_bins:
         raise ValueError(f"max_lag must be in 1..{num_bins - 1}, got {max_lag}")
+    if sign not in ("positive", "abs"):
+        raise ValueError(f"sign must be 'positive' or 'abs', got {sign!r}")
     x = counts.astype(np.float32)  # (K, T, N)
     if correction == "psth":
         if num_trials < 2:
@@ -162,7 +167,7 @@ def cross_correlation_connectivity(
         cov = past.T @ future / len(past)  # (N, N) [source, target]
         denom = np.outer(sd_past, sd_future)
         corr = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 0)
-        best = np.maximum(best, corr)
+        best = np.maximum(best, np.abs(corr) if sign == "abs" else corr)
     return best
 
 

@@ -50,7 +50,6 @@ TRAINED = (
     "connectivity_auroc",
     "connectivity_auprc",
     "connectivity_auprc_chance",
-    "connectivity_auroc_readout",
     "connectivity_auroc_cross_0_previous",
     "connectivity_auroc_cross_1_previous",
     "next_window_precision",
@@ -136,16 +135,23 @@ def baselines(args) -> dict:
         print(f"{name}: AUROC {rec['auroc']:.3f} AUPRC {rec['auprc']:.3f}", flush=True)
         return scores
 
+    # each baseline twice: excitatory evidence (a strong negative scores low) and |evidence|
+    # (either sign), which is what the readout's |score| measures; inhibitory edges are real
     cond = None if b.conditions is None else b.conditions[train]
-    connectivity(
-        "cross-correlation",
-        lambda: nm.cross_correlation_connectivity(b.counts[train], max_lag=3, conditions=cond),
-    )
     covariates = np.concatenate([b.stimulus, b.behavior[..., None]], -1)[train]
-    connectivity(
-        "GLM coupling",
-        lambda: nm.glm_coupling(b.counts[train], covariates, lags=3, conditions=cond),
-    )
+    for sign, suffix in (("positive", ""), ("abs", " |·|")):
+        connectivity(
+            f"cross-correlation{suffix}",
+            lambda sign=sign: nm.cross_correlation_connectivity(
+                b.counts[train], max_lag=3, conditions=cond, sign=sign
+            ),
+        )
+        connectivity(
+            f"GLM coupling{suffix}",
+            lambda sign=sign: nm.glm_coupling(
+                b.counts[train], covariates, lags=3, conditions=cond, sign=sign
+            ),
+        )
 
     # behavior: the mean of each test window's 5 bins, as Neuroformer's target
     P, C = dm.spec.previous_bins, dm.spec.current_bins
@@ -233,7 +239,7 @@ def main() -> None:
 
     runs = [train(args, seed) for seed in args.seeds]
     rows = {
-        "Neuroformer (attention, few-shot head, generation)": {
+        "Neuroformer (coupling readout, few-shot head, generation)": {
             k: [r[k] for r in runs if k in r] for k in TRAINED
         }
     }

@@ -7,9 +7,10 @@ end-of-fit report that the service calls per request.
   (seeded ``torch.Generator``; temperature, top-k, top-p), until EOS or the window is full.
 - :func:`generate_trials` — rolls windows forward through whole trials: each generated window
   becomes part of the next window's previous context.
-- :func:`attention_connectivity` — the averaged attention from source to target neurons: by
-  a cross block's attention to the previous window credited to the neuron each query predicts,
-  or the per-neuron readout's, whose query is the target itself; averaged over windows.
+- :func:`attention_connectivity` — the attention from source to target neurons: the coupling
+  readout's scores (one query per target neuron, one key per source neuron; the same in every
+  window), or a cross block's attention to the previous window credited to the neuron each
+  query predicts, averaged over windows.
 """
 
 from __future__ import annotations
@@ -173,21 +174,20 @@ def attention_connectivity(
     loader,
     spec: TokenSpec,
     *,
-    layer: str = "cross.0.previous",
+    layer: str = "readout",
     max_lag_bins: int | None = None,
     device="cpu",
 ) -> np.ndarray:
-    """Averaged attention A[source, target] (N, N) over the windows of ``loader``; pairs never
-    seen together are 0; heads averaged.
+    """Attention A[source, target] (N, N) from source to target neurons.
 
-    - ``cross.<i>.previous`` (default ``cross.0.previous``): a cross block's softmax attention,
-      credited to the neuron of the token each query predicts (the next token), multiplied by
-      the number of keys the query could see (1 = uniform attention);
-    - ``readout``: the per-neuron readout, whose query is the target neuron itself: its
-      (sigmoid, 0..1) attention weight on each previous-window spike of the source.
-
-    ``max_lag_bins``: only previous-window spikes at most that many bins before the current
-    window count."""
+    - ``readout`` (default): the coupling readout's |score| x kernel norm summed over heads
+      (:meth:`CouplingReadout.coupling`); its query is the target neuron and its key the
+      source neuron, so it is the same in every window and ``loader`` is not read for it;
+    - ``cross.<i>.previous``: a cross block's softmax attention averaged over the windows of
+      ``loader`` (pairs never seen together are 0; heads averaged), credited to the neuron of
+      the token each query predicts (the next token), multiplied by the number of keys the
+      query could see (1 = uniform attention). ``max_lag_bins``: only previous-window spikes
+      at most that many bins before the current window count."""
     return attention_connectivities(
         model, loader, spec, [layer], max_lag_bins=max_lag_bins, device=device
     )[layer]
@@ -204,11 +204,17 @@ def attention_connectivities(
     device="cpu",
 ) -> dict[str, np.ndarray]:
     """:func:`attention_connectivity` of several attention maps in one pass over ``loader``."""
+    N, P = spec.num_neurons, spec.previous_bins
+    maps = {}
+    if "readout" in layers:
+        maps["readout"] = model.readout.coupling().detach().float().cpu().numpy()
+    averaged = [layer for layer in layers if layer != "readout"]
+    if not averaged:
+        return maps
     was_training = model.training
     model.eval()
-    N, P = spec.num_neurons, spec.previous_bins
-    total = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in layers}
-    seen = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in layers}
+    total = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in averaged}
+    seen = {layer: torch.zeros(N * N, dtype=torch.float64) for layer in averaged}
     try:
         for batch in loader:
             cur, prev = batch["current_ids"].to(device), batch["previous_ids"].to(device)
@@ -224,26 +230,19 @@ def attention_connectivities(
             if max_lag_bins is not None:
                 key_ok &= batch["previous_offsets"].to(device) >= P - max_lag_bins
             keys = (prev < N).sum(-1, keepdim=True) + 1  # what a query could see, null too
-            for layer in layers:
-                if layer == "readout":
-                    lift = out.attention["readout"].mean(1)[:, :, 1:]  # (B, N, Lp), sigmoid
-                    target = torch.arange(N, device=device).expand(cur.shape[0], N)  # (B, N)
-                    target_ok = torch.ones_like(target, dtype=torch.bool)
-                else:
-                    w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp)
-                    lift = w * keys[:, :, None]  # softmax: uniform -> 1
-                    target = cur[:, 1:]  # the spike each query predicts
-                    target_ok = target < N
-                pair_ok = target_ok[:, :, None] & key_ok[:, None, :]
+            for layer in averaged:
+                w = out.attention[layer].mean(1)[:, :-1, 1:]  # (B, Lc - 1, Lp)
+                lift = w * keys[:, :, None]  # softmax: uniform -> 1
+                target = cur[:, 1:]  # the spike each query predicts
+                pair_ok = (target < N)[:, :, None] & key_ok[:, None, :]
                 index = (prev[:, None, :] * N + target[:, :, None])[pair_ok].cpu()
                 total[layer].index_add_(0, index, lift[pair_ok].double().cpu())
                 seen[layer].index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
     finally:
         model.train(was_training)
-    return {
-        layer: (total[layer] / seen[layer].clamp_min(1)).view(N, N).float().numpy()
-        for layer in layers
-    }
+    for layer in averaged:
+        maps[layer] = (total[layer] / seen[layer].clamp_min(1)).view(N, N).float().numpy()
+    return maps
 
 
 # ---- bundles -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["NeuroformerConfig", "Neuroformer", "NeuroformerOutput", "Attention"]
+__all__ = ["NeuroformerConfig", "Neuroformer", "NeuroformerOutput", "Attention", "CouplingReadout"]
 
 
 @dataclass
@@ -63,7 +63,10 @@ class NeuroformerConfig:
     previous_layers: int = 1  # self-attention encoder of the previous window
     dropout: float = 0.1
     contrastive_dim: int = 64  # shared space of the neural-stimulus contrastive term
-    readout_heads: int = 2  # heads of the per-neuron readout (room for excitation + inhibition)
+    readout_heads: int = (
+        2  # heads of the per-neuron coupling readout (each with its own lag kernel)
+    )
+    readout_dim: int = 64  # query/key size per readout head: the coupling has rank <= this per head
 
     @property
     def id_vocab(self) -> int:  # V: neurons + pad + SOS + EOS
@@ -99,18 +102,11 @@ class NeuroformerOutput:
 
 
 class Attention(nn.Module):
-    """Multi-head attention; fused kernel unless the weights are asked for.
+    """Multi-head attention; fused kernel unless the weights are asked for."""
 
-    ``sigmoid=True``: each key's weight is its own sigmoid (no softmax competition between
-    keys; Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for Sigmoid
-    Self-Attention"), summed, not averaged, so a weight reads as "how much this key counts"."""
-
-    def __init__(self, d_model: int, num_heads: int, dropout: float, sigmoid: bool = False):
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
         super().__init__()
         self.num_heads = num_heads
-        self.sigmoid = sigmoid
-        # sigmoid weights start small (~0.02): a window's ~100 keys then sum to about 2
-        self.sigmoid_bias = nn.Parameter(torch.full((num_heads, 1, 1), -4.0)) if sigmoid else None
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -123,26 +119,18 @@ class Attention(nn.Module):
         key_valid: torch.Tensor,  # (B, Lk) bool
         causal: bool,
         need_weights: bool = False,
-        value_context: torch.Tensor | None = None,  # (B, Lk, D): values from these instead
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, Lq, D = x.shape
         H = self.num_heads
         q = self.q(x).view(B, Lq, H, D // H).transpose(1, 2)  # (B, H, Lq, Dh)
         k, v = self.kv(context).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)
-        if value_context is not None:
-            v = self.kv(value_context).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)[1]
         allowed = key_valid[:, None, None, :]  # (B, 1, 1, Lk)
         if causal:
             Lk = context.shape[1]
             tril = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device).tril()
             allowed = allowed & tril  # (B, 1, Lq, Lk): no attention to later tokens
         weights = None
-        if self.sigmoid:
-            scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5 + self.sigmoid_bias
-            weights = torch.sigmoid(scores) * allowed  # (B, H, Lq, Lk), 0 where not allowed
-            y = weights @ v
-            weights = weights if need_weights else None
-        elif need_weights:
+        if need_weights:
             scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)  # (B, H, Lq, Lk)
             y = weights @ v
@@ -207,6 +195,79 @@ class CrossBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x)), weights
 
 
+class CouplingReadout(nn.Module):
+    """Per-neuron readout: does target neuron n spike in bin c of the current window?
+
+        logit[b, n, c] = base[n] + stimulus[b, c] . U[:, n]
+                       + sum_h sum_{spikes s, 1 <= c - t_s <= max_lag} A_h[n, j_s] * kernel_h[c - t_s]
+        A_h[n, j] = q_h(n) . k_h(j) / sqrt(readout_dim)
+
+    Each target neuron has one learned query per head, each source neuron one key; A_h is their
+    attention score, read out **linearly** (no softmax, no sigmoid). Every spike before bin c —
+    in the previous window and earlier in the current one, never bin c itself — counts with
+    its source's score times the head's temporal kernel. So the map the targets attend with is
+    the coupling: signed (inhibition is a negative score), identical in every window, and
+    read off the parameters (:meth:`coupling`).
+
+    Why this form (measured on the 100-neuron circuit, readout trained alone, 3,000 steps;
+    AUROC against the true adjacency): one sigmoid/softmax attention over the previous window
+    whose values carried only spike timing learned rates, not couplings (0.57-0.63); gating a
+    signed kernel with sigmoid weights reached 0.86-0.89, missing most weak and inhibitory
+    edges, because a saturating gate starves them of gradient; the linear score reached 0.96
+    (0.94 after 1,000 steps). Seeing the current window's earlier spikes matters: with the
+    previous window alone, bins 1-4 of the current window miss their 1-3 bin drivers.
+    """
+
+    def __init__(self, config: NeuroformerConfig):
+        super().__init__()
+        N, D, H, K = config.num_neurons, config.d_model, config.readout_heads, config.readout_dim
+        self.heads, self.dim = H, K
+        self.max_lag = config.previous_bins + config.current_bins - 1  # oldest spike to last bin
+        self.targets = nn.Embedding(N, D)  # one query source per target neuron
+        self.sources = nn.Embedding(N, D)  # one key source per source neuron
+        self.q = nn.Linear(D, H * K)
+        self.k = nn.Linear(D, H * K)
+        # kernel[h, lag]: effect of one spike `lag` bins back (index 0 unused: never the same bin);
+        # small and positive so every score gets gradient from the first step
+        self.kernel = nn.Parameter(torch.full((H, self.max_lag + 1), 0.1))
+        self.base = nn.Parameter(torch.full((N,), -2.5))  # ~8% per 10 ms bin before training
+        self.stimulus = nn.Linear(max(config.stimulus_channels, 1), N)
+
+    def scores(self) -> torch.Tensor:
+        """(H, N target, N source) attention scores A_h[n, j]."""
+        N, H, K = self.targets.num_embeddings, self.heads, self.dim
+        q = self.q(self.targets.weight).view(N, H, K).transpose(0, 1)  # (H, N, K)
+        k = self.k(self.sources.weight).view(N, H, K).transpose(0, 1)
+        return q @ k.transpose(1, 2) / K**0.5
+
+    def coupling(self) -> torch.Tensor:
+        """(N source, N target) connection strength: sum_h |A_h[n, j]| * ||kernel_h||, how much
+        one spike of j moves n's log-odds over the lags (attention weight x value norm,
+        Kobayashi et al. 2020, "Attention is Not Only a Weight")."""
+        norm = self.kernel[:, 1:].norm(dim=-1)  # (H,)
+        return torch.einsum("hnj,h->jn", self.scores().abs(), norm)
+
+    def forward(
+        self,
+        ids: torch.Tensor,  # (B, L) source neuron of each spike; >= N: not a spike
+        times: torch.Tensor,  # (B, L) its bin relative to the current window's first bin
+        stimulus: torch.Tensor | None,  # (B, C, S) the current window's stimulus, or None
+        current_bins: int,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        N = self.targets.num_embeddings
+        spike = ids < N  # (B, L)
+        lag = torch.arange(current_bins, device=ids.device) - times[..., None]  # (B, L, C)
+        counts = spike[..., None] & (lag >= 1) & (lag <= self.max_lag)  # causal: earlier bins
+        kernel = self.kernel[:, lag.clamp(0, self.max_lag)] * counts  # (H, B, L, C)
+        scores = self.scores()  # (H, N, N)
+        weights = scores[:, :, ids.clamp(max=N - 1)] * spike[None, None]  # (H, N, B, L)
+        logits = torch.einsum("hnbl,hblc->bnc", weights, kernel) + self.base[:, None]
+        if stimulus is not None:
+            logits = logits + self.stimulus(stimulus).transpose(1, 2)  # (B, N, C)
+        return logits, weights.permute(2, 0, 1, 3) if need_weights else None  # (B, H, N, L)
+
+
 class Neuroformer(nn.Module):
     def __init__(self, config: NeuroformerConfig):
         super().__init__()
@@ -239,14 +300,7 @@ class Neuroformer(nn.Module):
         self.neural_projection = nn.Linear(D, config.contrastive_dim)
         self.stimulus_projection = nn.Linear(D, config.contrastive_dim)
         self.behavior_head = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, 1))
-        # per-neuron readout: one learned query per target neuron reads the previous window
-        self.neuron_queries = nn.Embedding(config.num_neurons, D)
-        self.readout_norm = nn.LayerNorm(D)
-        self.readout = Attention(D, config.readout_heads, config.dropout, sigmoid=True)
-        self.readout_context = nn.Linear(D, D)
-        self.readout_head = nn.Sequential(
-            nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(), nn.Linear(D, config.current_bins)
-        )
+        self.readout = CouplingReadout(config)
         self.drop = nn.Dropout(config.dropout)
 
     @property
@@ -277,15 +331,6 @@ class Neuroformer(nn.Module):
     def _contexts(self, previous_ids, previous_offsets, stimulus, behavior, behavior_valid):
         B, device = previous_ids.shape[0], previous_ids.device
         contexts = {"previous": self.encode_previous(previous_ids, previous_offsets)}
-        # the readout's keys say who spiked and when, nothing else (no position in the list);
-        # its values say only when: which neuron spiked reaches a target through the
-        # target's attention weight alone, so that weight has to be the coupling
-        when = self.previous_offset_embedding(previous_offsets)
-        keys, valid = self._with_null(
-            self.id_embedding(previous_ids) + when, previous_ids != self.pad_id, 0
-        )
-        values, _ = self._with_null(when, valid[:, 1:], 0)
-        contexts["readout"] = (keys, valid, values)
         if stimulus is None or self.config.stimulus_channels == 0:
             stim_x = torch.zeros(B, 0, self.config.d_model, device=device)
             stim_valid = torch.zeros(B, 0, dtype=torch.bool, device=device)
@@ -307,23 +352,19 @@ class Neuroformer(nn.Module):
         contexts["behavior"] = self._with_null(beh_x, beh_valid, 2)
         return contexts, stim_x, stim_valid
 
-    def _readout(self, contexts, stim_x, stim_valid, need_weights):
-        """Spike logits of every neuron in each current bin, each from its own query over the
-        previous window's spikes: the query does not depend on the window, so its attention
-        weights say which earlier spikes that neuron reads (connectivity), not which spikes are
-        salient in general. Sigmoid attention, so a driver's weight does not shrink when other
-        neurons are busy; values carry only the spike's time, so the identity of a driver can
-        reach its target through the attention weight alone (were the values to carry it, the
-        head could learn the coupling from a bag of spikes and leave the attention flat, as it
-        did). The stimulus enters after the attention, as a shared rate drive."""
-        keys, valid, values = contexts["readout"]  # (B, 1 + Lp, D): null + spikes
-        B = keys.shape[0]
-        queries = self.neuron_queries.weight.expand(B, -1, -1)  # (B, N, D)
-        read, weights = self.readout(
-            self.readout_norm(queries), keys, valid, False, need_weights, value_context=values
-        )
-        drive = self.readout_context(_masked_mean(stim_x, stim_valid))[:, None]  # (B, 1, D)
-        return self.readout_head(queries + read + drive), weights  # (B, N, current_bins)
+    def _readout(
+        self, current_ids, current_offsets, previous_ids, previous_offsets, stimulus, need_weights
+    ):
+        """The coupling readout over every spike of the previous window and the current one
+        (SOS, EOS and padding are not spikes; each bin sees only earlier bins)."""
+        C, P = self.config.current_bins, self.config.previous_bins
+        current_spike = (current_offsets < C) & (current_ids < self.pad_id)
+        ids = torch.cat([previous_ids, torch.where(current_spike, current_ids, self.pad_id)], 1)
+        times = torch.cat([previous_offsets - P, current_offsets], 1)  # (B, Lp + Lc)
+        current_stimulus = None
+        if stimulus is not None and self.config.stimulus_channels:
+            current_stimulus = stimulus[:, P : P + C]  # (B, C, S)
+        return self.readout(ids, times, current_stimulus, C, need_weights)
 
     def encode_context(
         self,
@@ -386,7 +427,7 @@ class Neuroformer(nn.Module):
             torch.cat([neural, _masked_mean(prev_x, prev_valid)], -1)
         ).squeeze(-1)  # (B,)
         readout_logits, attention["readout"] = self._readout(
-            contexts, stim_x, stim_valid, need_weights
+            current_ids, current_offsets, previous_ids, previous_offsets, stimulus, need_weights
         )
         stimulus_embedding = None
         if stim_x.shape[1]:

@@ -5,7 +5,7 @@ Pretraining loss (Antoniades et al., §3.3):
     id_weight · CE(next neuron id) + offset_weight · CE(next offset)
     + contrastive_weight · symmetric InfoNCE between neural and stimulus embeddings
     + behavior_weight · MSE of the decoded behavior        (0 in pretraining by default)
-    + readout_weight · BCE of the per-neuron readout (does neuron n spike in current bin c)
+    + readout_weight · BCE of the coupling readout (does neuron n spike in current bin c)
 
 Past behavior is given as context to a random ``behavior_dropout`` share of windows only; the
 behavior MSE is scored only on the others, so the head never learns to copy the past of what
@@ -18,10 +18,11 @@ pretrained weights:
    windows of the ``few_shot_trials`` first train trials; R² on the test trials;
 2. **next-window prediction** — every test window is generated (seeded sampling) from its true
    previous window and stimulus; precision / recall / F1 of the generated vs true neuron ids;
-3. **connectivity** — the averaged attention from source to target neurons over the test windows
-   (behave/inference/neuroformer.py; by default the first cross block's attention to the
-   previous window, the best-scoring map), AUROC / AUPRC against the data's true adjacency, and
-   the other maps' AUROC beside it; it is stored in the bundle for ``GET /neural/connectivity``;
+3. **connectivity** — the attention from source to target neurons (behave/inference/
+   neuroformer.py; by default the coupling readout's scores, one query per target and one key
+   per source neuron), AUROC / AUPRC against the data's true adjacency, and the cross blocks'
+   window-averaged maps' AUROC beside it; it is stored in the bundle for
+   ``GET /neural/connectivity``;
 4. **generation** — test trials generated from their first previous window (seeded sampling);
    PSTH correlation with the real test trials, and a raster of real vs generated spikes.
 """
@@ -69,6 +70,8 @@ class NeuroformerTask(L.LightningModule):
         behavior_weight: float = 0.0,
         readout_weight: float = 1.0,
         readout_heads: int = 2,
+        readout_dim: int = 64,
+        readout_lr_scale: float = 10.0,
         behavior_dropout: float = 0.5,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.01,
@@ -77,7 +80,7 @@ class NeuroformerTask(L.LightningModule):
         few_shot_learning_rate: float = 3e-3,
         generate_trials: int = 8,
         generation_temperature: float = 1.0,
-        connectivity_layer: str = "cross.0.previous",
+        connectivity_layer: str = "readout",
         connectivity_max_lag_bins: int | None = None,
     ) -> None:
         """
@@ -87,13 +90,18 @@ class NeuroformerTask(L.LightningModule):
             behavior_dropout: share of training windows that see past behavior as context.
             few_shot_epochs: epochs fine-tuning the behavior head on the few-shot trials (0: skip).
             generate_trials: test trials generated for the PSTH comparison and the raster.
-            readout_weight: weight of the per-neuron readout's spike loss (binary cross-entropy
+            readout_weight: weight of the coupling readout's spike loss (binary cross-entropy
                 of "neuron n spikes in current bin c").
-            connectivity_layer: attention map read for connectivity (and served): a cross
-                block's ``cross.<i>.previous`` (default: the first, the best on the benchmark) or
-                ``readout`` (the per-neuron readout). Every map is scored in the report.
-            connectivity_max_lag_bins: only previous-window spikes this many bins or fewer
-                before the current window count (None: the whole previous window).
+            readout_heads, readout_dim: heads of the coupling readout and their query/key size.
+            readout_lr_scale: the readout's learning rate over the rest of the model's. Its
+                scores are a product of two embeddings fitted to a weak signal (a weak edge
+                moves the target's rate by a fraction per spike): at the base rate they were
+                still far from converged after 3 epochs.
+            connectivity_layer: attention map read for connectivity (and served): ``readout``
+                (default, the coupling readout: the best on the benchmark) or a cross block's
+                ``cross.<i>.previous``. Every map is scored in the report.
+            connectivity_max_lag_bins: for the cross blocks' maps, only previous-window spikes
+                this many bins or fewer before the current window count (None: all of them).
         """
         super().__init__()
         if data_info is None:
@@ -106,6 +114,7 @@ class NeuroformerTask(L.LightningModule):
             "contrastive_weight",
             "behavior_weight",
             "readout_weight",
+            "readout_lr_scale",
         ):
             if locals()[name] < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {locals()[name]}")
@@ -142,6 +151,7 @@ class NeuroformerTask(L.LightningModule):
             dropout=hp["dropout"],
             contrastive_dim=hp["contrastive_dim"],
             readout_heads=hp.get("readout_heads", 2),
+            readout_dim=hp.get("readout_dim", 64),
         )
 
     # ---- forward and losses ------------------------------------------------------------------
@@ -234,6 +244,7 @@ class NeuroformerTask(L.LightningModule):
             hp.weight_decay,
             hp.warmup_steps,
             self.trainer.estimated_stepping_batches,
+            lr_scales={"readout.": hp.readout_lr_scale},
         )
 
     # ---- end-of-fit analyses -----------------------------------------------------------------
