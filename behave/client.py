@@ -477,7 +477,7 @@ class Edge:
 
 @dataclass(frozen=True)
 class Connectivity:
-    """``GET /neural/connectivity``: averaged attention, source rows x target columns."""
+    """``GET /neural/connectivity``: connection strengths, source rows x target columns."""
 
     num_neurons: int
     matrix: list[list[float]]

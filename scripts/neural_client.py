@@ -75,7 +75,7 @@ def main() -> None:
 
     conn = client.neural_connectivity(top=10)
     adjacency = binned.adjacency
-    print("strongest inferred edges (source -> target, attention, 1 = uniform):")
+    print("strongest inferred edges (source -> target, coupling strength):")
     for e in conn.top_edges:
         mark = (
             "" if adjacency is None else (" true edge" if adjacency[e.source, e.target] else " -")

@@ -168,7 +168,11 @@ class GenerateResponse(BaseModel):
 class ConnectivityResponse(BaseModel):
     num_neurons: int
     matrix: list[list[float]] = Field(
-        description="averaged attention from source (row) to target (column); 1 = as much as uniform attention"
+        description=(
+            "connection strength from source (row) to target (column): the coupling readout's "
+            "|attention score| x kernel norm (log-odds change per source spike, summed over "
+            "heads); a model kept with a cross-attention map gives averaged attention, 1 = uniform"
+        )
     )
     top_edges: list[dict] = Field(description="the strongest source -> target pairs")
     model_version: str

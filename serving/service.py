@@ -47,8 +47,8 @@ Routes (Swagger UI at ``/``, OpenAPI spec at ``/docs.json``):
 - ``POST /neural/generate`` ``{"spikes": [...], "duration_s": 0.5, "seed": 0, "temperature": 1,
   "top_k": null, "top_p": null}`` -> spike events generated after the context; same seed, same
   spikes.
-- ``GET /neural/connectivity`` -> the champion's inferred adjacency (averaged attention from
-  source to target neurons) and its strongest edges.
+- ``GET /neural/connectivity`` -> the champion's inferred adjacency (its coupling readout's
+  attention from source to target neurons) and its strongest edges.
 - ``POST /explain`` ``{"family": "tsclassifier", "model": "freqshapes", "method": "timex",
   "inputs": [[[x], ...]], "target": null, "plot": false}`` -> attributions (T x D per series),
   the prediction they explain, TimeX's binary mask and nearest landmark, optional PNG heatmaps;
@@ -696,7 +696,8 @@ class BehaveService:
         summary="The champion's inferred connectivity",
     )
     def neural_connectivity(self, top: int = 20):
-        """Averaged attention from source (row) to target (column) neurons; 1 = uniform."""
+        """Connection strength from source (row) to target (column) neurons, as the kept
+        attention map scores it (by default the coupling readout's)."""
         if self.neuroformer is None:
             return _unavailable_response(self.neuroformer_unavailable)
         matrix = self.neuroformer.connectivity

@@ -276,7 +276,15 @@ def load_neuroformer(bundle_dir: Path, device: str | torch.device = "cpu") -> Ne
     state = load_file(str(bundle_dir / "weights.safetensors"))  # no pickle
     connectivity = state.pop("_connectivity", None)
     model = Neuroformer(NeuroformerConfig(**meta["model"]))
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if (
+        missing or unexpected
+    ):  # e.g. a bundle saved before the coupling readout replaced the old one
+        raise ValueError(
+            f"{bundle_dir}: its weights do not fit this version's Neuroformer "
+            f"({len(missing)} missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. "
+            f"{unexpected[:1]}); retrain it: behave fit --config pipelines/neuroformer.yaml"
+        )
     return NeuroformerRunner(
         model,
         TokenSpec(**meta["tokens"]),

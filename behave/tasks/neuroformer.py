@@ -71,7 +71,7 @@ class NeuroformerTask(L.LightningModule):
         readout_weight: float = 1.0,
         readout_heads: int = 2,
         readout_dim: int = 64,
-        readout_lr_scale: float = 10.0,
+        readout_lr_scale: float = 30.0,
         behavior_dropout: float = 0.5,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.01,
@@ -94,9 +94,9 @@ class NeuroformerTask(L.LightningModule):
                 of "neuron n spikes in current bin c").
             readout_heads, readout_dim: heads of the coupling readout and their query/key size.
             readout_lr_scale: the readout's learning rate over the rest of the model's. Its
-                scores are a product of two embeddings fitted to a weak signal (a weak edge
-                moves the target's rate by a fraction per spike): at the base rate they were
-                still far from converged after 3 epochs.
+                scores are products of two embeddings fitted to a weak signal (a weak edge moves
+                its target's rate by a fraction per spike); readout alone, 1,062 steps of this
+                schedule, AUROC 0.92 / 0.95 / 0.94 / 0.92 at 10x / 30x / 60x / 100x.
             connectivity_layer: attention map read for connectivity (and served): ``readout``
                 (default, the coupling readout: the best on the benchmark) or a cross block's
                 ``cross.<i>.previous``. Every map is scored in the report.

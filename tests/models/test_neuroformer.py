@@ -310,3 +310,15 @@ def test_coupling_readout_recovers_a_simulated_circuit():
     assert before["auroc"] < 0.65, before
     # measured 0.92 / 0.74 (chance 0.06): the bounds leave room for other BLAS builds
     assert after["auroc"] > 0.88 and after["auprc"] > 0.5, after
+
+
+def test_a_bundle_with_other_weights_is_refused_with_the_fix(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = Neuroformer(CONFIG)
+    bundle = save_bundle(model, tmp_path / "b", SPEC, None, {"bin_s": 0.01})
+    state = load_file(str(bundle / "weights.safetensors"))
+    state["readout.readout_head.1.weight"] = state.pop("readout.kernel")  # the old readout's
+    save_file(state, str(bundle / "weights.safetensors"))
+    with pytest.raises(ValueError, match=r"1 missing.*readout.kernel.*1 unexpected.*retrain it"):
+        load_neuroformer(bundle)
