@@ -69,6 +69,14 @@ def _store_env() -> dict[str, str]:
     }
 
 
+def _connectivity_map(config: str) -> str:
+    """The attention map the pipeline keeps for connectivity (the task's default: readout)."""
+    import yaml
+
+    init = yaml.safe_load((REPO / config).read_text())["model"].get("init_args", {})
+    return init.get("connectivity_layer", "readout")
+
+
 def train(args, seed: int) -> dict:
     """One pipeline run (or the finished one, with --resume): its test metrics and run id."""
     workdir = REPO / "benchmarks" / "runs" / f"neuroformer-seed{seed}"
@@ -139,7 +147,7 @@ def baselines(args) -> dict:
     # (either sign), which is what the readout's |score| measures; inhibitory edges are real
     cond = None if b.conditions is None else b.conditions[train]
     covariates = np.concatenate([b.stimulus, b.behavior[..., None]], -1)[train]
-    for sign, suffix in (("positive", ""), ("abs", " |·|")):
+    for sign, suffix in (("positive", ""), ("abs", " (abs)")):
         connectivity(
             f"cross-correlation{suffix}",
             lambda sign=sign: nm.cross_correlation_connectivity(
@@ -251,6 +259,7 @@ def main() -> None:
         "data": str(Path(args.data).resolve()),
         "seeds": args.seeds,
         "few_shot_trials": args.few_shot_trials,
+        "connectivity_map": _connectivity_map(args.config),
         "runs": runs,
         "baselines": {k: v for k, v in rows.items() if not k.startswith("Neuroformer")},
         "table": text,

@@ -704,21 +704,29 @@ NEUROFORMER_COLUMNS = {
     "PSTH r (per neuron)": "psth_corr_per_neuron_mean",
 }
 NEUROFORMER_ROWS = {
-    "cross-correlation": "lagged cross-correlation (PSTH-corrected)",
-    "GLM coupling": "GLM coupling weights",
+    "cross-correlation": "lagged cross-correlation (PSTH-corrected), excitatory: max corr",
+    "cross-correlation (abs)": "lagged cross-correlation (PSTH-corrected), either sign: max abs(corr)",
+    "GLM coupling": "GLM coupling weights, excitatory: max w",
+    "GLM coupling (abs)": "GLM coupling weights, either sign: max abs(w)",
     "ridge": "ridge on binned counts (last 5 bins)",
     "GLM decoder": "Poisson GLM decoder",
     "previous 50 ms again": '"the previous 50 ms again"',
     "real vs real (half split)": "real vs real (one half of the test trials vs the other)",
 }
 NEUROFORMER_CEILING = "real vs real (half split)"
+NEUROFORMER_MAPS = {  # the attention map a run kept for connectivity
+    "readout": "coupling readout, abs(score) x kernel norm",
+    "cross.0.previous": "1st cross-attention to the previous window",
+}
 
 
 def render_neuroformer(results: dict) -> list[str]:
     """Neuroformer: mean ± std over seeds. The best of each column in bold, among the methods
     that fill it (not the real-vs-real ceiling), when at least two do."""
     data = results["neuroformer"]
-    methods = {"Neuroformer (kept map: 1st cross-attention to the previous window)": None}
+    # results written before the JSON recorded it kept the first cross block's map
+    kept = data.get("connectivity_map", "cross.0.previous")
+    methods = {f"Neuroformer (kept map: {NEUROFORMER_MAPS.get(kept, kept)})": None}
     methods.update({NEUROFORMER_ROWS.get(k, k): k for k in data["baselines"]})
     rows = [[name] for name in methods]
     for key in NEUROFORMER_COLUMNS.values():
