@@ -57,13 +57,15 @@ def test_connectivity_recovery_ignores_the_diagonal():
     assert m["auprc_chance"] == pytest.approx(2 / 12)
 
 
-def simulate_hub(num_trials=60, num_bins=200, seed=0):
-    """12 neurons; neuron 0 drives 1..4 one bin later (logit +3); a condition-locked stimulus
-    modulates everyone (which is not connectivity)."""
+def simulate_hub(num_trials=60, num_bins=200, seed=0, inhibit=0.0):
+    """12 neurons; neuron 0 drives 1..4 one bin later (logit +3), and with ``inhibit`` < 0
+    neuron 5 suppresses 6..9 by that much; a condition-locked stimulus modulates everyone
+    (which is not connectivity)."""
     rng = np.random.default_rng(seed)
     num_neurons = 12
     weight = np.zeros((num_neurons, num_neurons))
     weight[0, 1:5] = 3.0
+    weight[5, 6:10] = inhibit
     conditions = rng.integers(0, 2, num_trials)
     stimulus = np.stack([np.sin(np.linspace(0, 2 * np.pi, num_bins)) * s for s in (1, -1)])
     gain = rng.normal(0, 1, num_neurons)
@@ -73,7 +75,19 @@ def simulate_hub(num_trials=60, num_bins=200, seed=0):
         if t > 0:
             eta = eta + counts[:, t - 1] @ weight
         counts[:, t] = rng.random(eta.shape) < 1 / (1 + np.exp(-eta))
-    return counts, weight > 0, conditions
+    return counts, weight != 0, conditions
+
+
+def test_cross_correlation_by_absolute_value_finds_inhibition_too():
+    counts, adjacency, conditions = simulate_hub(num_trials=80, inhibit=-3.0)
+    positive = cross_correlation_connectivity(counts, max_lag=2, conditions=conditions)
+    absolute = cross_correlation_connectivity(counts, 2, conditions=conditions, sign="abs")
+    assert np.all(absolute >= positive - 1e-6)
+    assert positive[5, 6:10].max() < 0.02 < absolute[5, 6:10].min()  # inhibition: only |corr|
+    assert connectivity_recovery(absolute, adjacency)["auroc"] > 0.95
+    assert connectivity_recovery(positive, adjacency)["auroc"] < 0.9
+    with pytest.raises(ValueError, match="sign must be"):
+        cross_correlation_connectivity(counts, sign="negative")
 
 
 def test_cross_correlation_and_glm_recover_a_hub():
