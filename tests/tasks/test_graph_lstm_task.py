@@ -83,3 +83,39 @@ def test_loss_goes_down_on_a_fixed_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 1.0, losses[::10]
+
+
+def test_relative_regularizer_is_zero_at_the_truth_and_ignores_a_shared_error():
+    task = _task(regularizer="relative")
+    B, N, S = 1, 4, 2
+    future = torch.zeros(B, N, 10, 2)
+    future[0, 0, :, 0] = 10.0  # agents 0 and 1 form a cluster that moves differently
+    future[0, 1, :, 0] = 20.0
+    batch = {
+        "observed": torch.zeros(B, N, 4, 2),
+        "future": future,
+        "future_present": torch.ones(B, N, 10, dtype=torch.bool),
+    }
+    projection = torch.zeros(B, S, N, N)
+    projection[:, :, :2, :2] = 0.5
+    projection[:, :, 2, 2] = projection[:, :, 3, 3] = 1.0
+
+    def reg(mean):
+        return task._cluster_regularizer(batch, SimpleNamespace(mean=mean), projection).item()
+
+    assert reg(future.clone()) < 1e-3  # unlike the peer pull (10 m here), no bias at the truth
+    shared = future.clone()
+    shared[0, :2, :, 0] += 4.0  # the whole cluster 4 m ahead: left to the likelihood
+    assert reg(shared) < 1e-3
+    apart = future.clone()
+    apart[0, 0, :, 0] += 3.0  # agent 0 alone 3 m off: e_0 - e_1 = 3, e_1 - e_0 = -3
+    assert abs(reg(apart) - 3.0) < 1e-3
+
+
+def test_an_unknown_regularizer_is_refused_with_the_choices():
+    import pytest
+
+    from behave.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="regularizer must be one of.*peer_pull.*relative"):
+        _task(regularizer="kmeans")
