@@ -277,9 +277,8 @@ def load_neuroformer(bundle_dir: Path, device: str | torch.device = "cpu") -> Ne
     connectivity = state.pop("_connectivity", None)
     model = Neuroformer(NeuroformerConfig(**meta["model"]))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if (
-        missing or unexpected
-    ):  # e.g. a bundle saved before the coupling readout replaced the old one
+    # e.g. a bundle saved before the coupling readout replaced the old sigmoid readout
+    if missing or unexpected:
         raise ValueError(
             f"{bundle_dir}: its weights do not fit this version's Neuroformer "
             f"({len(missing)} missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. "

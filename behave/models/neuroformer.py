@@ -68,10 +68,8 @@ class NeuroformerConfig:
     previous_layers: int = 1  # self-attention encoder of the previous window
     dropout: float = 0.1
     contrastive_dim: int = 64  # shared space of the neural-stimulus contrastive term
-    readout_heads: int = (
-        2  # heads of the per-neuron coupling readout (each with its own lag kernel)
-    )
-    readout_dim: int = 64  # query/key size per readout head: the coupling has rank <= this per head
+    readout_heads: int = 2  # coupling readout heads, each with its own lag kernel
+    readout_dim: int = 64  # query/key size per readout head (rank of its coupling <= this)
 
     @property
     def id_vocab(self) -> int:  # V: neurons + pad + SOS + EOS
