@@ -13,8 +13,10 @@ same data folder and the same trial split (``SpikesDataModule``):
 
 - connectivity: lagged **cross-correlation** (PSTH-corrected, lags 1-3 bins) and a fitted
   **GLM**'s coupling weights (multi-output Bernoulli GLM on lagged counts + stimulus + behavior),
-  both fitted on the train trials — the trials Neuroformer learned from. AUROC / AUPRC against
-  the true adjacency over all off-diagonal pairs; also over the hub rows only.
+  both fitted on the train trials — the trials Neuroformer learned from. Each is scored twice:
+  by its largest positive value over the lags (excitation) and, as "(abs)", by its largest
+  absolute value (either sign, like the readout's map; a quarter of the edges are inhibitory).
+  AUROC / AUPRC against the true adjacency over all off-diagonal pairs; also over the hub rows.
 - behavior: **ridge** and a **Poisson GLM** decoder on the binned counts of the last 5 bins,
   fitted on the same ``few_shot_trials`` train trials Neuroformer's behavior head is tuned on;
   R² on the test trials, at Neuroformer's target (the mean behavior of each 50 ms window).
