@@ -18,7 +18,7 @@ neural and stimulus embeddings, and a behavior head decodes the current window's
 Where we differ and why:
 - Connectivity comes from a **coupling readout** (:class:`CouplingReadout`), not from the
   next-token blocks' attention: a next-token query does not know which neuron comes next, so
-  its attention is not specific to a target (its maps scored AUROC 0.59-0.76 on our circuit).
+  its attention is not specific to a target (its maps score AUROC 0.59-0.79 on our circuit).
   The readout gives every target neuron its own query and every source neuron its own key and
   reads their score linearly, so the map it attends with is the (signed) coupling.
 - Every cross-attention context starts with a learned "null" token, so a window with no previous
