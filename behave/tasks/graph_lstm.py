@@ -183,19 +183,19 @@ class TrajectoryForecastTask(L.LightningModule):
         weight = predicted_projection.clamp_min(0) * valid.transpose(1, 2).unsqueeze(-2) * others
         # (B, S, N, N): row i weighs agent j's truth by their predicted co-membership
         total = weight.sum(-1).transpose(1, 2)  # (B, N, S)
-        centre = torch.einsum("bsij,bjsd->bisd", weight, true_disp) / total.unsqueeze(-1).clamp_min(
-            1e-6
-        )  # (B, N, S, 2)
+
+        def peer_mean(disp):  # (B, N, S, 2): each agent's weighted mean over its predicted peers
+            weighted = torch.einsum("bsij,bjsd->bisd", weight, disp * valid.unsqueeze(-1))
+            return weighted / total.unsqueeze(-1).clamp_min(1e-6)
+
         pred_disp = out.mean[:, :, frames] - last  # (B, N, S, 2)
         if self.hparams.get("regularizer", "peer_pull") == "relative":
-            # the same weights over the peers' *predicted* displacements: the agent's offset from
-            # its cluster's centre, predicted vs true (e_i - mean_j e_j; zero at the truth)
-            pred_centre = torch.einsum(
-                "bsij,bjsd->bisd", weight, pred_disp * valid.unsqueeze(-1)
-            ) / total.unsqueeze(-1).clamp_min(1e-6)
-            residual = (pred_disp - pred_centre) - (true_disp - centre)
+            # the agent's offset from its cluster's centre, predicted vs true: with
+            # e = predicted - true displacement, e_i - mean_j e_j (zero at the truth)
+            error = pred_disp - true_disp
+            residual = error - peer_mean(error)
         else:
-            residual = pred_disp - centre  # toward the peers' true mean displacement
+            residual = pred_disp - peer_mean(true_disp)  # toward the peers' true mean displacement
         distance = residual.pow(2).sum(-1).add(1e-9).sqrt()  # (B, N, S)
         clustered = valid & (total > 1e-3)  # agents with cluster peers; loners are not pulled
         if not clustered.any():
