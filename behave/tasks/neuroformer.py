@@ -43,7 +43,7 @@ from behave.errors import ConfigError
 from behave.models.neuroformer import Neuroformer, NeuroformerConfig
 from behave.tasks.optim import adamw_warmup_cosine
 
-__all__ = ["NeuroformerTask"]
+__all__ = ["NeuroformerTask", "spiked_bins"]
 
 log = logging.getLogger(__name__)
 
@@ -209,14 +209,13 @@ class NeuroformerTask(L.LightningModule):
         return losses
 
     def _spiked(self, batch) -> torch.Tensor:
-        """(B, N, current_bins) 1 where the neuron spiked in that bin of the current window."""
-        ids, offsets = batch["current_ids"], batch["current_offsets"]
-        N, C = self.spec.num_neurons, self.spec.current_bins
-        real = (ids < N) & (offsets < C)
-        flat = torch.where(real, ids * C + offsets, torch.zeros_like(ids))
-        spiked = torch.zeros(ids.shape[0], N * C, device=ids.device)
-        spiked.scatter_add_(1, flat, real.float())  # non-spike tokens add 0 (at index 0)
-        return spiked.clamp_(max=1).view(-1, N, C)  # several spikes in one bin still give 1
+        """The readout's targets for this batch (:func:`spiked_bins`)."""
+        return spiked_bins(
+            batch["current_ids"],
+            batch["current_offsets"],
+            self.spec.num_neurons,
+            self.spec.current_bins,
+        )
 
     def _step(self, batch, stage: str):
         behavior_valid = self._behavior_mask(batch, stage)
@@ -467,3 +466,19 @@ class NeuroformerTask(L.LightningModule):
         decoded = runner.decode(n, times)
         example_out = pd.DataFrame(decoded["windows"])
         return example_in, example_out
+
+
+def spiked_bins(
+    ids: torch.Tensor,  # (B, Lc) current-window token ids
+    offsets: torch.Tensor,  # (B, Lc) their bins
+    num_neurons: int,
+    current_bins: int,
+) -> torch.Tensor:
+    """(B, N, current_bins) 1 where the neuron spiked in that bin of the current window (the
+    coupling readout's targets); SOS, EOS and padding are not spikes."""
+    N, C = num_neurons, current_bins
+    real = (ids < N) & (offsets < C)
+    flat = torch.where(real, ids * C + offsets, torch.zeros_like(ids))
+    spiked = torch.zeros(ids.shape[0], N * C, device=ids.device)
+    spiked.scatter_add_(1, flat, real.float())  # non-spike tokens add 0 (at index 0)
+    return spiked.clamp_(max=1).view(-1, N, C)  # several spikes in one bin still give 1

@@ -256,6 +256,7 @@ def test_coupling_readout_recovers_a_simulated_circuit():
     from behave.data.spikes_datamodule import tokenize_trials
     from behave.data.spikes_sim import CircuitConfig, simulate_circuit
     from behave.neural_metrics import connectivity_recovery
+    from behave.tasks.neuroformer import spiked_bins
 
     n = 24
     circuit = CircuitConfig(
@@ -298,10 +299,7 @@ def test_coupling_readout_recovers_a_simulated_circuit():
             None,
             False,
         )
-        ids, offsets = b["current_ids"], b["current_offsets"]
-        target = torch.zeros_like(logits)
-        real = (ids < n) & (offsets < 5)
-        target[torch.nonzero(real)[:, 0], ids[real], offsets[real]] = 1.0
+        target = spiked_bins(b["current_ids"], b["current_offsets"], n, 5)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         optimizer.zero_grad()
         loss.backward()
