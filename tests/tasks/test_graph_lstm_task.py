@@ -26,8 +26,8 @@ def _task(**kw) -> TrajectoryForecastTask:
     return TrajectoryForecastTask(data_info=INFO, hidden_size=8, dropout=0.0, **kw)
 
 
-def test_regularizer_pulls_toward_the_other_members_of_the_cluster_only():
-    task = _task()
+def test_peer_pull_pulls_toward_the_other_members_of_the_cluster_only():
+    task = _task(regularizer="peer_pull")
     B, N, S = 1, 4, 2
     last = torch.zeros(B, N, 4, 2)
     future = torch.zeros(B, N, 10, 2)
