@@ -78,6 +78,7 @@ class TimeSeriesDataModule(SplitLoaders, L.LightningDataModule):
             "has_ground_truth": d.has_ground_truth,
             # dropped multivariate cells take the train mean of their channel (TimeX baseline)
             "channel_means": x_train.reshape(-1, d.channels).mean(0).astype(float).tolist(),
+            "channel_stds": x_train.reshape(-1, d.channels).std(0).astype(float).tolist(),
             "content_hash": self.manifest.get("content_hash", ""),
         }
 

@@ -16,7 +16,8 @@ Pieces (all plain torch; the losses' weights and schedule live in ``behave/tasks
 - ``explainer`` — a trainable copy of the black box reading the *masked* input: dropped time steps
   leave attention and the mean pool (attention mask); for multivariate data the dropped cells are
   also replaced by a baseline (the train split's per-channel mean), and a time step is kept when
-  any of its channels is.
+  any of its channels is. With ``attention_mask=False`` every step stays in attention and the
+  pool and the dropped cells take the baseline: the explainer reads a full-length series.
 - ``landmarks`` — learned prototypes in the explanation-embedding space; each explanation is
   matched to its nearest landmark (cosine), and the landmark loss pulls the pair together.
 
@@ -38,6 +39,24 @@ Where we differ from the official code, and why:
   reaches the loss through the mean pool, so it gets almost no gradient; replaced, every cell
   does. Our pipelines turn it on, and (in the task) may freeze the explainer: measured on
   FreqShapes in the benchmark notes of the README.
+- ``baseline_noise`` (our LowVarDetect pipeline): the dropped cells take a fresh draw of
+  N(train mean, train std) per channel, as the official code's multivariate mask token (which is
+  per time step as well). On LowVarDetect a constant baseline is itself a low-variance segment,
+  the class evidence: the black box called every all-mean series class 1, and the explainer
+  learnt to drop that class's segment (AUPRC 0.19 -> 0.38). The saliency stays deterministic;
+  the explainer's own prediction is then a sample. Still below IG (0.61): this black box calls
+  72% of class-1 series class 1 with their segment removed, so a mask consistent with it need
+  not keep that segment (class-1 AUPRC 0.26; classes 0 and 2, whose segment it needs, 0.49-0.50).
+- ``attention_mask=False`` (our FreqShapes and SeqComb-UV pipelines): dropped steps are
+  replaced by the baseline but stay in attention and the mean pool. Hiding them changes what the
+  black box computes from the steps that are left (a mean over fewer steps forgets *how many*
+  spikes there were, and how far apart), so even the ground-truth mask did not reproduce the
+  black box's prediction: with only the planted cells kept, it agreed on 49% of FreqShapes test
+  series (0% of the period-17 classes) and 39% of SeqComb-UV's, against 100% and 97% with the
+  cells replaced and every step kept. Consistency then rewards masks that steer the black box
+  rather than ones that keep its evidence (TimeX AUPRC 0.44 -> 0.95 on FreqShapes, 0.19 -> 0.87
+  on SeqComb-UV, 10 epochs). No gain on SeqComb-MV (0.24 -> 0.23), whose black box is right on
+  57% of series only.
 
 Axis glossary: B batch, T time steps, D channels, E d_model, C classes, K landmarks.
 """
@@ -68,6 +87,12 @@ class TimeXConfig:
     # univariate inputs: also replace dropped steps by the baseline (not only hide them from
     # attention), which gives every cell a straight-through gradient through its value
     replace_univariate: bool = False
+    # dropped steps leave attention and the mean pool (published); False: they stay, replaced by
+    # the baseline, so the explainer reads a full-length series (implies replacement)
+    attention_mask: bool = True
+    # dropped cells take a fresh draw of N(channel mean, channel std) instead of the mean (the
+    # official code's mask token): where low variance is the signal, a constant is evidence
+    baseline_noise: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.blackbox, dict):  # from config.json
@@ -168,6 +193,8 @@ class TimeX(nn.Module):
         self.landmarks = nn.Parameter(torch.randn(config.num_landmarks, E) / E**0.5)  # (K, E)
         # per-channel value a dropped multivariate cell takes (set from the train split)
         self.register_buffer("baseline", torch.zeros(config.blackbox.channels))
+        if config.baseline_noise:  # its spread (set from the train split)
+            self.register_buffer("baseline_std", torch.ones(config.blackbox.channels))
 
     def train(self, mode: bool = True) -> TimeX:
         super().train(mode)
@@ -200,10 +227,17 @@ class TimeX(nn.Module):
         )
 
     def explain_masked(self, x: torch.Tensor, mask: torch.Tensor):
-        """The explainer's reading of x under a (B, T, D) mask (attention mask; for D > 1
-        also baseline replacement of the dropped cells)."""
-        if self.config.replace_univariate or x.shape[-1] > 1:
-            x = x * mask + self.baseline * (1 - mask)  # (B, T, D)
+        """The explainer's reading of x under a (B, T, D) mask: the dropped cells take the
+        baseline (for D > 1, ``replace_univariate`` or without ``attention_mask``); with
+        ``attention_mask`` the dropped steps also leave attention and the mean pool."""
+        cfg = self.config
+        if not cfg.attention_mask or cfg.replace_univariate or x.shape[-1] > 1:
+            baseline = self.baseline  # (D,)
+            if cfg.baseline_noise:
+                baseline = baseline + self.baseline_std * torch.randn_like(x)  # (B, T, D)
+            x = x * mask + baseline * (1 - mask)  # (B, T, D)
+        if not cfg.attention_mask:
+            return self.explainer.encode(x)  # every step attended and pooled
         keep = mask.max(dim=-1).values  # (B, T): a step is kept if any of its channels is
         return self.explainer.encode(x, keep)
 

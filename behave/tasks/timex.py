@@ -105,6 +105,8 @@ class TimeXTask(L.LightningModule):
         sparsity: str = "cell",
         explainer_lr_scale: float = 1.0,
         replace_univariate: bool = False,
+        attention_mask: bool = True,
+        baseline_noise: bool = False,
         consistency_weight: float = 1.0,
         sparsity_weight: float = 1.0,
         smoothness_weight: float = 1.0,
@@ -133,6 +135,13 @@ class TimeXTask(L.LightningModule):
                 learns to read dense masks, then cells are dropped gradually. None: no schedule.
             replace_univariate: univariate data: also replace dropped steps by the baseline
                 (published: attention mask only).
+            attention_mask: dropped steps leave attention and the mean pool (published). False:
+                they stay in, replaced by the baseline, so the explainer reads the masked input
+                as a full-length series; with the attention mask even the ground-truth mask did
+                not reproduce the black box's prediction on FreqShapes or SeqComb-UV.
+            baseline_noise: dropped cells take N(channel mean, channel std) draws instead of the
+                mean (the official multivariate mask token): a constant is low variance, which is
+                LowVarDetect's class evidence.
             sparsity: ``cell`` (KL of each cell's keep probability to r, as published) or
                 ``share`` (KL of each series' mean keep probability to r).
             *_weight: the loss terms' weights (see the module docstring).
@@ -179,6 +188,8 @@ class TimeXTask(L.LightningModule):
                 num_landmarks=num_landmarks,
                 tau=tau,
                 replace_univariate=replace_univariate,
+                attention_mask=attention_mask,
+                baseline_noise=baseline_noise,
             ),
             blackbox=classifier.model.cpu(),
         )
@@ -187,6 +198,14 @@ class TimeXTask(L.LightningModule):
         if explainer_lr_scale == 0:
             self.model.explainer.requires_grad_(False)
         self.model.baseline.copy_(torch.tensor(data_info["channel_means"], dtype=torch.float32))
+        if baseline_noise:
+            if "channel_stds" not in data_info:
+                raise ConfigError(
+                    "model.baseline_noise needs data_info.channel_stds (the datamodule's)"
+                )
+            self.model.baseline_std.copy_(
+                torch.tensor(data_info["channel_stds"], dtype=torch.float32)
+            )
         self.register_buffer("landmarks_ready", torch.tensor(False))
         self.final_metrics: dict[str, float] = {}
         self.landmark_summary: list[dict] = []

@@ -75,3 +75,43 @@ def test_bundle_round_trip_gives_the_same_explanation(tmp_path):
     expected = model(x, sample_mask=False)
     assert torch.allclose(torch.from_numpy(result["attributions"]), expected.saliency, atol=1e-6)
     assert (result["mask"] == expected.mask.detach().numpy()).all()
+
+
+def test_without_attention_mask_the_explainer_reads_the_baseline_filled_full_series():
+    # hiding dropped steps from attention and the mean pool changes what the black box computes
+    # from the kept ones (a mean over fewer steps forgets how many spikes there were), so even
+    # the ground-truth mask may not reproduce its prediction; without it, a masked series is the
+    # same series with the dropped cells at the baseline, every step read
+    torch.manual_seed(0)
+    bb = TSClassifierConfig(seq_len=16, channels=1, num_classes=3, d_model=16)
+    model = TimeX(TimeXConfig(blackbox=bb, decoder_dim=8, num_landmarks=4, attention_mask=False))
+    model.eval().baseline.fill_(0.25)
+    x = torch.randn(3, 16, 1)
+    mask = (torch.rand(3, 16, 1) > 0.5).float()
+    filled = x * mask + 0.25 * (1 - mask)
+    read = model.explain_masked(x, mask)
+    assert torch.allclose(read.logits, model.blackbox(filled), atol=1e-5)
+    hidden = model.blackbox.encode(filled, mask[..., 0]).logits  # the published reading
+    assert not torch.allclose(read.logits, hidden, atol=1e-3)
+    # the straight-through mask still passes gradient to every cell through its value
+    soft = mask.clone().requires_grad_(True)
+    model.explain_masked(x, soft).logits.sum().backward()
+    assert (soft.grad.abs() > 0).float().mean() > 0.9
+
+
+def test_noise_baseline_is_a_fresh_draw_around_the_channel_mean_and_round_trips(tmp_path):
+    # a constant baseline is a low-variance segment, LowVarDetect's class evidence
+    torch.manual_seed(0)
+    bb = TSClassifierConfig(seq_len=16, channels=2, num_classes=3, d_model=16)
+    model = TimeX(TimeXConfig(blackbox=bb, decoder_dim=8, num_landmarks=4, baseline_noise=True))
+    model.eval().baseline.copy_(torch.tensor([1.0, -1.0]))
+    model.baseline_std.copy_(torch.tensor([0.5, 2.0]))
+    seen = []
+    model.explainer.encode = lambda x, keep=None: seen.append(x)
+    model.explain_masked(torch.randn(256, 16, 2), torch.zeros(256, 16, 2))
+    filled = seen[0].reshape(-1, 2)
+    assert torch.allclose(filled.mean(0), torch.tensor([1.0, -1.0]), atol=0.1)
+    assert torch.allclose(filled.std(0), torch.tensor([0.5, 2.0]), rtol=0.05)
+    del model.explainer.encode
+    save_timex_bundle(model, tmp_path, {"dataset": "toy", "class_names": ["a", "b", "c"]})
+    assert torch.equal(load_timex(tmp_path).model.baseline_std, model.baseline_std)
