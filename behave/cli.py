@@ -763,7 +763,16 @@ def _run_serve(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
+    from behave.tracking import tracking_uri
+
     root = Path(__file__).resolve().parent.parent
+    # BentoML runs the service from the source root, but the models to serve are the ones
+    # `behave fit` registered from *this* directory: pin its store (./mlflow unless
+    # MLFLOW_TRACKING_URI says otherwise) and any relative bundle path before the chdir
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
+    for name, value in list(os.environ.items()):
+        if name.startswith("BEHAVE_") and name.endswith("_BUNDLE") and value:
+            os.environ[name] = str(Path(value).resolve())
     os.execvp(
         sys.executable,
         [

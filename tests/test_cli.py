@@ -196,3 +196,21 @@ def test_predict_writes_named_top10_predictions(workdir):
     assert table.height > 0 and table.columns == ["window", "position", "actual", "predicted"]
     assert all(len(p) == 10 for p in table["predicted"].head(20))
     assert "<pad>" not in set(table["actual"])
+
+
+def test_serve_uses_the_store_of_the_directory_it_is_started_from(tmp_path, monkeypatch):
+    # BentoML runs the service from the source root; without pinning, `behave serve` started
+    # elsewhere answered 503 from the source root's ./mlflow instead of the models `behave fit`
+    # had just registered in this directory's
+    from behave import cli
+
+    calls = []
+    monkeypatch.setattr(os, "execvp", lambda path, argv: calls.append((argv, dict(os.environ))))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("BEHAVE_GRAPH_LSTM_BUNDLE", "bundles/graph-lstm")
+    monkeypatch.chdir(tmp_path)
+    cli.main(["serve", "--port", "3999"])
+    ((argv, env),) = calls
+    assert argv[argv.index("--working-dir") + 1] == str(REPO)
+    assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert env["BEHAVE_GRAPH_LSTM_BUNDLE"] == str(tmp_path / "bundles" / "graph-lstm")
