@@ -43,10 +43,11 @@ Where we differ from the official code, and why:
   N(train mean, train std) per channel, as the official code's multivariate mask token (which is
   per time step as well). On LowVarDetect a constant baseline is itself a low-variance segment,
   the class evidence: the black box called every all-mean series class 1, and the explainer
-  learnt to drop that class's segment (AUPRC 0.19 -> 0.38). The saliency stays deterministic;
-  the explainer's own prediction is then a sample. Still below IG (0.61): this black box calls
-  72% of class-1 series class 1 with their segment removed, so a mask consistent with it need
-  not keep that segment (class-1 AUPRC 0.26; classes 0 and 2, whose segment it needs, 0.49-0.50).
+  learnt to drop that class's segment (AUPRC 0.19 -> 0.33 in the benchmark, 0.39 in screening;
+  the draws make training noisy). The saliency stays deterministic; the explainer's own
+  prediction is then a sample. Still below IG (0.61): this black box calls 72% of class-1 series
+  class 1 with their segment removed, so a mask consistent with it need not keep that segment
+  (class-1 AUPRC 0.26; classes 0 and 2, whose segment it needs, 0.49-0.50).
 - ``attention_mask=False`` (our FreqShapes and SeqComb-UV pipelines): dropped steps are
   replaced by the baseline but stay in attention and the mean pool. Hiding them changes what the
   black box computes from the steps that are left (a mean over fewer steps forgets *how many*
