@@ -227,6 +227,7 @@ def label_ceiling(data_dir: Path, config: Path) -> list[dict]:
     settings), against those forecasts' FDE@5s."""
     from behave.data.traffic_behavior import label_behaviors
     from behave.data.traffic_datamodule import TrafficDataModule
+    from behave.trajectory_metrics import constant_velocity_forecast
 
     data = yaml.safe_load(config.read_text())["data"]["init_args"] | {"data_dir": str(data_dir)}
     dm = TrafficDataModule(**data)
@@ -234,8 +235,7 @@ def label_ceiling(data_dir: Path, config: Path) -> list[dict]:
     w = dm.windows["test"].tensors
     observed, future, future_present = w["observed"], w["future"], w["future_present"]
     labelled = w["behavior"] >= 0
-    steps = torch.arange(1, future.shape[2] + 1).view(1, 1, -1, 1)
-    cv = observed[:, :, -1:] + (observed[:, :, -1:] - observed[:, :, -2:-1]) * steps
+    cv = constant_velocity_forecast(observed, dm.hz, future.shape[2])  # the table's baseline
     at_5s = labelled & future_present[:, :, -1]
     rows = []
     for lam in (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
