@@ -401,6 +401,7 @@ class NeuroformerRunner:
             batch["previous_ids"],
             batch["previous_offsets"],
             stim_t,
+            with_readout=False,  # decoding reads only the behavior head
         )
         values = out.behavior.float().cpu().numpy() * self.behavior_std + self.behavior_mean
         return {

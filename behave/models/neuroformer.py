@@ -100,7 +100,7 @@ class NeuroformerOutput:
     behavior: torch.Tensor  # (B,) decoded behavior of the current window
     neural_embedding: torch.Tensor  # (B, C) unit norm
     stimulus_embedding: torch.Tensor | None  # (B, C) unit norm; None without stimulus
-    readout_logits: torch.Tensor  # (B, N, current_bins) does neuron n spike in bin c
+    readout_logits: torch.Tensor | None  # (B, N, current_bins); None when not asked for
     attention: dict[str, torch.Tensor] | None  # layer name -> (B, H, Lq, Lk), on request
 
 
@@ -417,7 +417,10 @@ class Neuroformer(nn.Module):
         behavior: torch.Tensor | None = None,  # (B, Lb) past behavior (context)
         behavior_valid: torch.Tensor | None = None,  # (B,) False: mask this window's behavior
         need_weights: bool = False,
+        with_readout: bool = True,
     ) -> NeuroformerOutput:
+        """``with_readout=False`` skips the coupling readout (a second pass over every spike)
+        where nothing reads it: behavior decoding, training without its loss."""
         contexts, stim_x, stim_valid = self.encode_context(
             previous_ids, previous_offsets, stimulus, behavior, behavior_valid
         )
@@ -429,9 +432,11 @@ class Neuroformer(nn.Module):
         behavior_pred = self.behavior_head(
             torch.cat([neural, _masked_mean(prev_x, prev_valid)], -1)
         ).squeeze(-1)  # (B,)
-        readout_logits, attention["readout"] = self._readout(
-            current_ids, current_offsets, previous_ids, previous_offsets, stimulus, need_weights
-        )
+        readout_logits = None
+        if with_readout:
+            readout_logits, attention["readout"] = self._readout(
+                current_ids, current_offsets, previous_ids, previous_offsets, stimulus, need_weights
+            )
         stimulus_embedding = None
         if stim_x.shape[1]:
             stimulus_embedding = F.normalize(

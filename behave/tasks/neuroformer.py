@@ -129,6 +129,12 @@ class NeuroformerTask(L.LightningModule):
                 f"model.connectivity_layer {connectivity_layer!r} is not an attention map of "
                 f"this model; use one of {maps}"
             )
+        if connectivity_layer == "readout" and readout_weight == 0:
+            raise ConfigError(
+                "model.connectivity_layer 'readout' reads the coupling readout, which "
+                "model.readout_weight 0 leaves untrained; set readout_weight > 0 or pick one of "
+                f"{maps[1:]}"
+            )
         self.connectivity: np.ndarray | None = None
 
     @staticmethod
@@ -165,6 +171,8 @@ class NeuroformerTask(L.LightningModule):
             batch.get("behavior_context"),
             behavior_valid,
             need_weights=need_weights,
+            # the readout is a second pass over every spike: skip it when no loss reads it
+            with_readout=need_weights or self.hparams.readout_weight > 0,
         )
 
     def _behavior_mask(self, batch, stage: str) -> torch.Tensor | None:

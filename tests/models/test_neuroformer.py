@@ -144,6 +144,16 @@ def test_weights_path_matches_fused_path():
     )
 
 
+def test_skipping_the_readout_changes_no_other_output():
+    torch.manual_seed(0)
+    model = Neuroformer(CONFIG).eval()
+    b = _batch(_counts(), [20, 30])
+    full, lean = _forward(model, b), _forward(model, b, with_readout=False)
+    assert lean.readout_logits is None and full.readout_logits is not None
+    torch.testing.assert_close(full.behavior, lean.behavior)
+    torch.testing.assert_close(full.id_logits, lean.id_logits)
+
+
 def test_masked_behavior_context_changes_nothing_it_should_not():
     torch.manual_seed(0)
     model = Neuroformer(CONFIG).eval()

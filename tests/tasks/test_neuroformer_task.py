@@ -59,6 +59,7 @@ def test_behavior_context_is_shown_to_a_share_of_training_windows_only():
     [
         ({"connectivity_layer": "cross.7.previous"}, "not an attention map of this model"),
         ({"readout_weight": -1.0}, "model.readout_weight must be >= 0"),
+        ({"readout_weight": 0.0}, "model.readout_weight 0 leaves untrained"),
         ({"behavior_dropout": 1.5}, "model.behavior_dropout must be in [0, 1]"),
     ],
 )
