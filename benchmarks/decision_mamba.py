@@ -25,6 +25,9 @@ Decision Mamba re-encoding the same window (``mode: window``). Median of ``--lat
 Scan speed is ``benchmarks/scan.py`` (results in ``benchmarks/results/scan.json``); its table
 is printed here too when that file exists.
 
+Datasets are generated on first use into ``data/offline-rl/<name>``; MuJoCo ones first train
+their TD3 behavior policy (cached in ``data/.cache``, resumable: ~5-20 min each here).
+
 Prints tables and writes JSON (``--out``).
 """
 
@@ -47,6 +50,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The MuJoCo datasets' TD3 behavior policies (the slow part of making them) are cached beside
+# the datasets (data/.cache), not in the home folder, so the benchmark's inputs live together and
+# survive on machines where only the checkout persists. An explicit $BEHAVE_CACHE wins.
+os.environ.setdefault("BEHAVE_CACHE", str(REPO / "data" / ".cache"))
 PIPELINE = REPO / "pipelines" / "decision-mamba-lunarlander-medium.yaml"
 FINAL_SEED = 99  # rollout seeds of the table's scores: never used in training or selection
 ARGS = argparse.Namespace(final_episodes=50)
