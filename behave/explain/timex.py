@@ -48,6 +48,20 @@ Where we differ from the official code, and why:
   prediction is then a sample. Still below IG (0.61): this black box calls 72% of class-1 series
   class 1 with their segment removed, so a mask consistent with it need not keep that segment
   (class-1 AUPRC 0.26; classes 0 and 2, whose segment it needs, 0.49-0.50).
+- ``local_kernel`` (our LowVarDetect pipeline): a residual pair of 1-D convolutions over time on
+  the mask generator's queries. The generator reads each step's values and position, and the
+  black box's step embeddings through one attention layer: it had no direct view of a step's
+  neighbours, which is where a low-variance segment shows. Trained on the ground truth itself
+  (a capacity check, BCE), it reached val AUPRC 0.43 after 200 steps and 0.66 after 1000;
+  with ``local_kernel=5``, 0.97 after 200. In TimeX (10 epochs, split 0): 0.33 -> 0.61 test
+  AUPRC with the share prior, 0.86 with the official prior below.
+- ``sparsity="cell", mask_prior=0.5`` is the official LowVarDetect / SeqComb-MV prior (GSAT
+  r = 0.5 on every cell): it only pulls a cell's keep probability toward 1/2, so cells that
+  matter rise above the rest and a class the black box also calls from an empty series
+  (LowVarDetect's class 1) still gets its segment kept. With the share prior (r = 0.1, 2.7x the
+  segment's share) the masks kept 45-68 cells a series for a ~15-cell segment, and only 47% of
+  class 1's segment cells (its AUPRC 0.27); with r = 0.5 per cell, every class's segment was
+  kept (class 1: AUPRC 0.71) and the other cells' probabilities stayed lower.
 - ``attention_mask=False`` (our FreqShapes and SeqComb-UV pipelines): dropped steps are
   replaced by the baseline but stay in attention and the mean pool. Hiding them changes what the
   black box computes from the steps that are left (a mean over fewer steps forgets *how many*
@@ -82,6 +96,10 @@ class TimeXConfig:
     decoder_dim: int = 32  # width of the mask generator's transformer decoder
     decoder_heads: int = 1
     decoder_feedforward: int = 32  # the official code's default ``dim_feedforward``
+    # > 0: a residual block of two 1-D convolutions over time (this kernel size, GELU between)
+    # on the mask generator's queries, so each step's logit can read its neighbours (local
+    # variance, slopes); 0: none (as before)
+    local_kernel: int = 0
     num_landmarks: int = 8  # K: prototypes of the explanation space
     tau: float = 1.0  # Gumbel-softmax temperature
     dropout: float = 0.0
@@ -102,6 +120,8 @@ class TimeXConfig:
             raise ValueError("decoder_dim must be divisible by decoder_heads")
         if self.num_landmarks < 1:
             raise ValueError(f"num_landmarks must be >= 1, got {self.num_landmarks}")
+        if self.local_kernel < 0 or (self.local_kernel and self.local_kernel % 2 == 0):
+            raise ValueError(f"local_kernel must be 0 or odd, got {self.local_kernel}")
         if self.tau <= 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
 
@@ -167,6 +187,13 @@ class MaskGenerator(nn.Module):
             batch_first=True,
             norm_first=True,
         )
+        if config.local_kernel:  # only built when asked for: older bundles' state has none
+            k, E = config.local_kernel, config.decoder_dim
+            self.local = nn.Sequential(
+                nn.Conv1d(E, E, k, padding=k // 2),
+                nn.GELU(),
+                nn.Conv1d(E, E, k, padding=k // 2),
+            )
         self.out = nn.Sequential(
             nn.Linear(config.decoder_dim, config.decoder_dim),
             nn.GELU(),
@@ -176,6 +203,8 @@ class MaskGenerator(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.query_proj(torch.cat([x, self.positions[:T].expand(B, T, -1)], dim=-1))
+        if hasattr(self, "local"):  # residual local context over time
+            q = q + self.local(q.transpose(1, 2)).transpose(1, 2)
         h = self.decoder(q, self.memory_proj(memory))  # (B, T, decoder_dim)
         # bounded logits (|l| < 6, p in [0.0025, 0.9975]): a saturated sigmoid passes no
         # gradient, and a mask pushed to all-zero by the sparsity prior could never come back

@@ -97,6 +97,7 @@ class TimeXTask(L.LightningModule):
         decoder_dim: int = 32,
         decoder_heads: int = 1,
         decoder_feedforward: int = 32,
+        local_kernel: int = 0,
         num_landmarks: int = 8,
         tau: float = 1.0,
         mask_prior: float = 0.2,
@@ -123,6 +124,8 @@ class TimeXTask(L.LightningModule):
             data_info: dataset facts; linked from the datamodule.
             blackbox: the classifier to explain: ``models:/behave.tsclassifier.<dataset>@champion``
                 (or ``/VERSION``), or a bundle folder.
+            local_kernel: odd kernel size of a residual 1-D convolution block over time on the
+                mask generator's queries (each step's logit sees its neighbours); 0: none.
             mask_prior: r, the Bernoulli prior of a kept cell (about the share of the input an
                 explanation should keep).
             explainer_lr_scale: learning-rate factor of the explainer (the black box's copy that
@@ -185,6 +188,7 @@ class TimeXTask(L.LightningModule):
                 decoder_dim=decoder_dim,
                 decoder_heads=decoder_heads,
                 decoder_feedforward=decoder_feedforward,
+                local_kernel=local_kernel,
                 num_landmarks=num_landmarks,
                 tau=tau,
                 replace_univariate=replace_univariate,

@@ -115,3 +115,32 @@ def test_noise_baseline_is_a_fresh_draw_around_the_channel_mean_and_round_trips(
     del model.explainer.encode
     save_timex_bundle(model, tmp_path, {"dataset": "toy", "class_names": ["a", "b", "c"]})
     assert torch.equal(load_timex(tmp_path).model.baseline_std, model.baseline_std)
+
+
+def test_local_kernel_lets_a_mask_logit_read_its_neighbours_and_round_trips(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="local_kernel must be 0 or odd"):
+        TimeXConfig(
+            blackbox=TSClassifierConfig(seq_len=16, channels=1, num_classes=3), local_kernel=4
+        )
+    torch.manual_seed(0)
+    bb = TSClassifierConfig(seq_len=16, channels=2, num_classes=3, d_model=16)
+    model = TimeX(TimeXConfig(blackbox=bb, decoder_dim=8, num_landmarks=4, local_kernel=5)).eval()
+    # the local block sees exactly the neighbourhood (two kernel-5 layers: steps t-4..t+4);
+    # the decoder's attention after it mixes everything anyway, so it is checked on its own
+    q = torch.randn(1, 8, 16)  # (B, decoder_dim, T)
+    bumped = q.clone()
+    bumped[0, :, 8] += 3.0
+    local = model.mask_generator.local
+    delta = (local(bumped) - local(q)).abs().sum(1)[0]  # (16,)
+    assert delta[4:13].min() > 0 and delta[:4].max() == 0 and delta[13:].max() == 0
+    x = torch.randn(1, 16, 2)
+    with torch.no_grad():  # and the generator uses it: zeroing it changes the logits
+        before = model(x, sample_mask=False).mask_logits
+        local[-1].weight.zero_()
+        local[-1].bias.zero_()
+        assert not torch.allclose(before, model(x, sample_mask=False).mask_logits)
+    save_timex_bundle(model, tmp_path, {"dataset": "toy", "class_names": ["a", "b", "c"]})
+    result = load_timex(tmp_path).explain(x.numpy())
+    assert (result["mask"] == model(x, sample_mask=False).mask.detach().numpy()).all()
