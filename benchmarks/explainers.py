@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,15 +68,32 @@ def _pipeline(kind: str, dataset: str) -> dict:
         path = REPO / "pipelines" / f"{kind}-freqshapes.yaml"
     config = yaml.safe_load(path.read_text())
     args = dict(config["model"]["init_args"])
-    return {"model": args, "max_epochs": config["trainer"]["max_epochs"]}
+    # the checkpoint the pipeline keeps (its ModelCheckpoint's monitor), so the benchmark scores
+    # the explainer `behave fit` would register
+    monitor = ("val/loss", "min")
+    for callback in config["trainer"].get("callbacks", []):
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            init = callback.get("init_args", {})
+            monitor = (init.get("monitor", "val/loss"), init.get("mode", "min"))
+    return {"model": args, "max_epochs": config["trainer"]["max_epochs"], "monitor": monitor}
 
 
-def _fit(task, datamodule, max_epochs: int, workdir: Path, accelerator: str):
-    """A Lightning fit; returns the task with its best val-loss weights loaded."""
+def _fit(
+    task,
+    datamodule,
+    max_epochs: int,
+    workdir: Path,
+    accelerator: str,
+    monitor: tuple[str, str] = ("val/loss", "min"),
+):
+    """A Lightning fit; returns the task with its best weights by ``monitor`` loaded."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    checkpoint = ModelCheckpoint(dirpath=workdir, monitor="val/loss", mode="min", save_last=False)
+    shutil.rmtree(workdir, ignore_errors=True)  # no stale checkpoints of an earlier run beside
+    checkpoint = ModelCheckpoint(
+        dirpath=workdir, monitor=monitor[0], mode=monitor[1], save_last=False
+    )
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
@@ -188,6 +206,7 @@ def run_split(args, dataset: str, split: int) -> dict:
             args.timex_epochs or tx_cfg["max_epochs"],
             workdir / f"timex-{k}",
             args.accelerator,
+            tx_cfg["monitor"],
         )
         variants.append({"overrides": overrides, "task": task, "fit_s": fit_s,
                          "val": _validation_score(task, datamodule, info)})  # fmt: skip
@@ -240,6 +259,7 @@ def run_split(args, dataset: str, split: int) -> dict:
         "classifier_accuracy": accuracy,
         "classifier_epochs": args.classifier_epochs or clf_cfg["max_epochs"],
         "timex_epochs": args.timex_epochs or tx_cfg["max_epochs"],
+        "timex_checkpoint": " ".join(tx_cfg["monitor"]),
         "classifier_fit_s": clf_seconds,
         "timex_fit_s": timex_seconds,
         "timex_agreement": float(
