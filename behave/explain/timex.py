@@ -45,9 +45,9 @@ Where we differ from the official code, and why:
   the class evidence: the black box called every all-mean series class 1, and the explainer
   learnt to drop that class's segment (AUPRC 0.19 -> 0.33 in the benchmark, 0.39 in screening;
   the draws make training noisy). The saliency stays deterministic; the explainer's own
-  prediction is then a sample. Still below IG (0.61): this black box calls 72% of class-1 series
-  class 1 with their segment removed, so a mask consistent with it need not keep that segment
-  (class-1 AUPRC 0.26; classes 0 and 2, whose segment it needs, 0.49-0.50).
+  prediction is then a sample. That alone stayed below IG (0.61): this black box calls 72% of
+  class-1 series class 1 with their segment removed, and the generator could not see local
+  variance; the next two items took it to 0.86.
 - ``local_kernel`` (our LowVarDetect pipeline): a residual pair of 1-D convolutions over time on
   the mask generator's queries. The generator reads each step's values and position, and the
   black box's step embeddings through one attention layer: it had no direct view of a step's
