@@ -84,9 +84,10 @@ def _fit(
     max_epochs: int,
     workdir: Path,
     accelerator: str,
-    monitor: tuple[str, str] = ("val/loss", "min"),
+    monitor: tuple[str, str],
 ):
-    """A Lightning fit; returns the task with its best weights by ``monitor`` loaded."""
+    """A Lightning fit; returns the task with its best weights by ``monitor`` (the pipeline's
+    checkpoint rule, from ``_pipeline``) loaded."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -190,6 +191,7 @@ def run_split(args, dataset: str, split: int) -> dict:
         args.classifier_epochs or clf_cfg["max_epochs"],
         workdir / "classifier",
         args.accelerator,
+        clf_cfg["monitor"],
     )
     bundle = save_classifier_bundle(
         classifier.model.cpu(), workdir / "classifier" / "bundle", classifier.bundle_meta()
