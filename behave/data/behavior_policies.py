@@ -58,7 +58,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -679,11 +679,16 @@ def behavior_policies(
     return BehaviorPolicies(gym_id, config, result.run_dir, expert, medium, evaluation)
 
 
-@cache
-def _cached(gym_id: str, config: TD3Config, root: str) -> BehaviorPolicies:
-    return behavior_policies(gym_id, config, cache_dir=root)
+_LOADED: dict[tuple[str, TD3Config, str], BehaviorPolicies] = {}
 
 
-def cached_behavior_policies(gym_id: str) -> BehaviorPolicies:
-    """:func:`behavior_policies` with :func:`config_for` and :func:`cache_root`, once per process."""
-    return _cached(gym_id, config_for(gym_id), str(cache_root()))
+def cached_behavior_policies(gym_id: str, *, progress: bool = True) -> BehaviorPolicies:
+    """:func:`behavior_policies` with :func:`config_for` and :func:`cache_root`, once per process.
+
+    ``progress=False`` hides the training and evaluation bars (``--no-progress`` on the CLI).
+    """
+    config, root = config_for(gym_id), str(cache_root())
+    key = (gym_id, config, root)
+    if key not in _LOADED:
+        _LOADED[key] = behavior_policies(gym_id, config, cache_dir=root, progress=progress)
+    return _LOADED[key]

@@ -144,10 +144,11 @@ def _lunar_lander_heuristic(env: Any) -> Controller:
     return lambda obs: heuristic(env, obs)
 
 
-def _trained(gym_id: str):
+def _trained(gym_id: str, progress: bool = True):
     from behave.data.behavior_policies import cached_behavior_policies
 
-    return cached_behavior_policies(gym_id)  # trains on first use; then read from the cache
+    # trains on first use, then read from the cache (and kept for the rest of the process)
+    return cached_behavior_policies(gym_id, progress=progress)
 
 
 def _mujoco(gym_id: str) -> EnvSpec:
@@ -431,6 +432,10 @@ def generate_offline_rl(
     """
     _validate(env, quality, num_transitions, seed)
     spec, gym_env = _make_env(env)
+    if spec.policy_info is not None:
+        # trained behavior policies (MuJoCo): train or load them here, so that ``progress``
+        # also decides whether TD3's training and checkpoint-evaluation bars show
+        _trained(spec.gym_id, progress=progress)
     references = _reference(env)
     recorded = None
     rows = num_transitions

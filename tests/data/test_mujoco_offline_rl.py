@@ -191,7 +191,7 @@ def datasets(run, policies, tmp_path_factory):
             dataclasses.replace(offline_rl.ENVS["hopper"], reference_episodes=3),
         )
         offline_rl._reference.cache_clear()
-        bp._cached.cache_clear()
+        bp._LOADED.clear()
         out = {}
         for quality, n, seed in [
             ("random", N, 0),
@@ -212,7 +212,7 @@ def datasets(run, policies, tmp_path_factory):
         )  # fmt: skip
         yield out
         offline_rl._reference.cache_clear()
-        bp._cached.cache_clear()
+        bp._LOADED.clear()
 
 
 def test_hopper_datasets_schema_and_provenance(datasets, policies):
@@ -313,3 +313,28 @@ def test_missing_stable_baselines3_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # `import stable_baselines3` fails
     with pytest.raises(ImportError, match=r"stable-baselines3.*\.\[mujoco\]"):
         bp.train_td3(GYM_ID, TINY, cache_dir=tmp_path, progress=False)
+
+
+def test_no_progress_also_hides_the_behavior_policy_bars(run, monkeypatch, tmp_path, capfd):
+    """``--no-progress`` reaches TD3's training and checkpoint-evaluation bars, not only the
+    recording's: a cache whose evaluations are gone would otherwise draw "evaluating ..."."""
+    root = tmp_path / "cache"
+    shutil.copytree(run.root, root)
+    (bp.run_dir(GYM_ID, TINY, root / "behavior-policies") / "evals.json").unlink(missing_ok=True)
+    monkeypatch.setenv("BEHAVE_CACHE", str(root))
+    monkeypatch.delenv("BEHAVE_BEHAVIOR_STEPS", raising=False)
+    monkeypatch.setitem(bp.DEFAULT_CONFIGS, GYM_ID, TINY)
+    hopper = dataclasses.replace(offline_rl.ENVS["hopper"], reference_episodes=3)
+    monkeypatch.setitem(offline_rl.ENVS, "hopper", hopper)
+    offline_rl._reference.cache_clear()
+    bp._LOADED.clear()
+    capfd.readouterr()
+    try:
+        generate_offline_rl(
+            tmp_path / "data", env="hopper", quality="medium", num_transitions=50, progress=False
+        )
+    finally:
+        offline_rl._reference.cache_clear()
+        bp._LOADED.clear()
+    assert (bp.run_dir(GYM_ID, TINY, root / "behavior-policies") / "evals.json").is_file()
+    assert "evaluating" not in capfd.readouterr().err
