@@ -12,7 +12,9 @@ process on one device:
 2. the black box is trained with the classifier pipeline's task (``TSClassifierTask``, the
    hyper-parameters of ``pipelines/tsclassifier-<dataset>.yaml``), best val-loss epoch kept;
 3. TimeX is trained against it (``TimeXTask``, ``pipelines/timex-<dataset>.yaml``'s values),
-   best val-loss epoch kept (no ground truth is used to select anything);
+   the epoch its pipeline's ModelCheckpoint keeps: best val loss, except LowVarDetect, which
+   keeps the best val AUPRC (the validation split's ground truth; the test split's is only
+   used to score);
 4. every method explains the same test series (the classifier's predicted class): TimeX in one
    forward pass; Integrated Gradients (50 steps, zero baseline), DeepLift, Saliency, Occlusion
    (window 5). Scores: AUPRC / AUP / AUR against the ground truth, null class (SeqComb's 0)
