@@ -80,10 +80,21 @@ def ensure_dataset(name: str, transitions: int) -> Path:
 
 def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict | None:
     """One training run (or, with ``--resume``, the finished run already in its folder)."""
-    workdir = store.parent / "runs" / f"{dataset.name}-{variant}-{seed}"
+    workdir = REPO / args.runs_dir / f"{dataset.name}-{variant}-{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "log.txt"
     done = re.search(r"from run ([0-9a-f]{32})", log.read_text()) if log.is_file() else None
+    budget = {k: getattr(args, k) for k in ("max_epochs", "windows_per_epoch", "eval_episodes")}
+    budget_file = workdir / "budget.json"
+    if args.resume and done and budget_file.is_file():
+        # a folder is named by (dataset, variant, seed) only: never let a run of another
+        # training budget stand in for this one (folders from before budget.json are taken as is)
+        trained = json.loads(budget_file.read_text())
+        if trained != budget:
+            raise SystemExit(
+                f"{workdir} holds a run trained with {trained}, this call asks for {budget}: "
+                "pass another --runs-dir, or remove that folder to retrain it"
+            )
     if args.resume and done:
         cached = workdir / f"final-{ARGS.final_episodes}.json"
         if cached.is_file():
@@ -121,6 +132,7 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
     if proc.returncode != 0 or not match:  # reported, and left out of the table
         print(f"  {dataset.name:28s} {variant:9s} seed {seed}: FAILED, see {log}")
         return None
+    budget_file.write_text(json.dumps(budget))
     row = collect(match.group(1), dataset, variant, seed, seconds, store)
     (workdir / f"final-{ARGS.final_episodes}.json").write_text(json.dumps(row))
     return row
@@ -307,6 +319,11 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--contexts", type=int, nargs="+", default=[20, 100, 1000])
     p.add_argument("--latency-repeats", type=int, default=50)
+    p.add_argument(
+        "--runs-dir",
+        default="benchmarks/runs",
+        help="one folder per (dataset, variant, seed) run; another budget needs another folder",
+    )
     p.add_argument("--resume", action="store_true", help="reuse runs that finished before")
     p.add_argument(
         "--collect-only", action="store_true", help="with --resume: tabulate finished runs only"
