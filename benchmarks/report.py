@@ -123,10 +123,10 @@ JOBS = (
         "decision_mamba.py",
         _commands(
             "--datasets hopper-medium hopper-medium-replay halfcheetah-medium "
-            "halfcheetah-medium-replay --variants dm dm-no-se dm-ema dt bc --max-epochs 3 "
-            "--skip-latency"
+            "halfcheetah-medium-replay walker2d-medium walker2d-medium-replay "
+            "--variants dm dm-no-se dm-ema dt bc --max-epochs 3 --skip-latency"
         ),
-        None,  # MuJoCo behavior policies are trained first (TD3, ~6-20 min each)
+        None,  # MuJoCo behavior policies are trained first (TD3, ~6-45 min each)
     ),
     Job(
         "decision_mamba_scores_ema",
@@ -541,6 +541,8 @@ BEHAVIOR_SCORE = {
     "hopper-medium-replay": "6.3",
     "halfcheetah-medium": "21.6",
     "halfcheetah-medium-replay": "4.3",
+    "walker2d-medium": "26.7",
+    "walker2d-medium-replay": "9.4",
 }
 # decision_mamba_scores_ema.json was run on an earlier generation of the MuJoCo data (TD3 runs
 # are not bit-identical across machines and library versions; the cache is now kept in
