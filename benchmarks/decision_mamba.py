@@ -86,16 +86,15 @@ def train_one(dataset: Path, variant: str, seed: int, args, store: Path) -> dict
     done = re.search(r"from run ([0-9a-f]{32})", log.read_text()) if log.is_file() else None
     budget = {k: getattr(args, k) for k in ("max_epochs", "windows_per_epoch", "eval_episodes")}
     budget_file = workdir / "budget.json"
-    if args.resume and done and budget_file.is_file():
+    if args.resume and done:
         # a folder is named by (dataset, variant, seed) only: never let a run of another
         # training budget stand in for this one (folders from before budget.json are taken as is)
-        trained = json.loads(budget_file.read_text())
+        trained = json.loads(budget_file.read_text()) if budget_file.is_file() else budget
         if trained != budget:
             raise SystemExit(
                 f"{workdir} holds a run trained with {trained}, this call asks for {budget}: "
                 "pass another --runs-dir, or remove that folder to retrain it"
             )
-    if args.resume and done:
         cached = workdir / f"final-{ARGS.final_episodes}.json"
         if cached.is_file():
             row = json.loads(cached.read_text())

@@ -1026,7 +1026,7 @@ SECTIONS = (
     Section(
         "decision_mamba-mujoco",
         "decision_mamba",
-        "Normalized scores, MuJoCo (Hopper, HalfCheetah)",
+        "Normalized scores, MuJoCo (Hopper, HalfCheetah, Walker2d)",
         ("decision_mamba_scores_mujoco",),
         render_decision_mamba_mujoco,
     ),

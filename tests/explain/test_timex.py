@@ -1,5 +1,6 @@
 """TimeX: binary masks in forward with gradient in backward; frozen black box; losses; bundle."""
 
+import pytest
 import torch
 
 from behave.explain.timex import TimeX, TimeXConfig, binary_gumbel_mask
@@ -118,8 +119,6 @@ def test_noise_baseline_is_a_fresh_draw_around_the_channel_mean_and_round_trips(
 
 
 def test_local_kernel_lets_a_mask_logit_read_its_neighbours_and_round_trips(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="local_kernel must be 0 or odd"):
         TimeXConfig(
             blackbox=TSClassifierConfig(seq_len=16, channels=1, num_classes=3), local_kernel=4
