@@ -175,6 +175,11 @@ def collect(run_id: str, dataset: Path, variant: str, seed: int, seconds, store:
         "train_seconds": round(seconds, 1),
         "run_id": run_id,
     }
+    # self-evolution's reach: the mean student-teacher gap beside the error to the logged actions
+    for key in ("teacher_gap_mse", "logged_action_mse"):
+        history = client.get_metric_history(run_id, f"train/{key}")
+        if history:
+            row[f"se_{key}"] = statistics.fmean(m.value for m in history)
     print(
         f"  {dataset.name:28s} {variant:9s} seed {seed}: score {row['score']:6.1f} ({seconds:.0f} s)"
     )

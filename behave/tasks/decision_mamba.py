@@ -17,6 +17,10 @@ on by default and ``self_evolution: false`` switches it off for the ablation. Af
 frozen copy is rebuilt from the resumed weights. ``self_evolution_teacher: ema`` uses an
 exponential moving average of the weights instead (updated every step, α growing per step from
 0): with few epochs the previous-epoch model is a weak teacher (see the README's results).
+While a teacher acts, ``train/teacher_gap_mse`` (model vs teacher) and
+``train/logged_action_mse`` (model vs the logged actions) show how much it can pull: the
+target's gradient is (1 − α)·(pred − a) + α·(pred − â), and under Adam a uniform (1 − α) scale
+is normalized away, so what self-evolution adds is the α·(pred − â) part.
 
 Evaluation: after each validation epoch (not the sanity check), ``eval_episodes`` rollouts in
 the dataset's simulator at ``eval_target_return`` (default: the expert reference return), logged
@@ -147,10 +151,18 @@ class OfflineRLTask(L.LightningModule):
     def _forward(self, model, batch):
         return model(batch["returns_to_go"], batch["states"], batch["actions"], batch["timesteps"])
 
-    def _losses(self, batch, action_target) -> dict[str, torch.Tensor]:
+    def _losses(self, batch, action_target, teacher_preds=None) -> dict[str, torch.Tensor]:
         out = self._forward(self.model, batch)
         mask = batch["mask"]  # (B, K)
-        losses = {"action_mse": F.mse_loss(out.action_preds[mask], action_target[mask])}
+        preds = out.action_preds[mask]
+        losses = {"action_mse": F.mse_loss(preds, action_target[mask])}
+        if teacher_preds is not None:
+            # Diagnostics, not losses: how far the teacher is from the model it regularizes
+            # (the target's pull is α·(pred − â) beside (1 − α)·(pred − a)); when the gap is
+            # small next to the logged-action error, self-evolution barely changes training.
+            with torch.no_grad():
+                losses["teacher_gap_mse"] = F.mse_loss(preds, teacher_preds[mask])
+                losses["logged_action_mse"] = F.mse_loss(preds, batch["actions"][mask])
         w = self.hparams.aux_loss_weight
         if self.hparams.architecture == "decision_mamba" and w > 0:
             nxt = mask[:, 1:]  # step t has a real step t + 1
@@ -171,13 +183,13 @@ class OfflineRLTask(L.LightningModule):
         if self._ema_teacher():
             total = max(1, self.trainer.estimated_stepping_batches)
             self.alpha = self.hparams.self_evolution_alpha * min(1.0, self.global_step / total)
-        target = batch["actions"]
+        target, earlier = batch["actions"], None
         if self.alpha > 0 and self._teacher:
             with torch.no_grad():
                 earlier = self._forward(self._teacher[0], batch).action_preds
             target = (1 - self.alpha) * target + self.alpha * earlier
             self.log("train/self_evolution_alpha", self.alpha)
-        losses = self._losses(batch, target)
+        losses = self._losses(batch, target, earlier)
         self.log("train/loss", losses["loss"], prog_bar=True)
         for k, v in losses.items():
             if k != "loss":

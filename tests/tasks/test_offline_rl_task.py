@@ -88,10 +88,12 @@ def test_self_evolution_mixes_in_the_previous_epoch_prediction(dm):
         dm.data_info, context_length=8, **TINY, self_evolution_alpha=0.4, eval_episodes=0
     )
     spy = AlphaSpy()
-    _trainer(3, limit_train_batches=2, limit_val_batches=1, callbacks=[spy]).fit(
-        task, datamodule=dm
-    )
+    trainer = _trainer(3, limit_train_batches=2, limit_val_batches=1, callbacks=[spy])
+    trainer.fit(task, datamodule=dm)
     assert spy.alphas == pytest.approx([0.0, 0.2, 0.4])  # linear from 0 to the bound
+    # its reach is logged: the model has moved since the teacher was frozen (2 steps ago)
+    logged = trainer.callback_metrics
+    assert 0 < logged["train/teacher_gap_mse"] < logged["train/logged_action_mse"]
     assert spy.teachers == [False, True, True]
     assert not any(k.startswith("_teacher") for k in task.state_dict())  # not saved
     # the teacher is the model as the previous epoch left it: frozen, no gradient
@@ -104,10 +106,10 @@ def test_self_evolution_off_is_plain_imitation(dm):
         dm.data_info, context_length=8, **TINY, self_evolution=False, eval_episodes=0
     )
     spy = AlphaSpy()
-    _trainer(2, limit_train_batches=2, limit_val_batches=1, callbacks=[spy]).fit(
-        task, datamodule=dm
-    )
+    trainer = _trainer(2, limit_train_batches=2, limit_val_batches=1, callbacks=[spy])
+    trainer.fit(task, datamodule=dm)
     assert spy.alphas == [0.0, 0.0] and spy.teachers == [False, False]
+    assert "train/teacher_gap_mse" not in trainer.callback_metrics
 
 
 def test_bad_settings_are_config_errors(dm):
