@@ -787,6 +787,12 @@ EXPLAINER_METHODS = {
 }
 
 
+def _mean_se(value: list[float]) -> str:
+    """[mean, standard error] as "mean ± se" (just the mean for one split)."""
+    mean, se = value
+    return f"{mean:.3f} ± {se:.3f}" if se else f"{mean:.3f}"
+
+
 def render_explainers(results: dict) -> list[str]:
     """AUPRC (AUP / AUR) on the synthetic sets; the best AUPRC of each set in bold; the
     per-series time ratio IG-50 / TimeX always in bold (the speed target)."""
@@ -794,7 +800,7 @@ def render_explainers(results: dict) -> list[str]:
     summary = data["summary"]
     sets = [s for s in EXPLAINER_SETS if s in summary]
     methods = [m for m in EXPLAINER_METHODS if all(m in summary[s]["methods"] for s in sets)]
-    rows = [["black box accuracy", *(f"{summary[s]['classifier_accuracy'][0]:.3f}" for s in sets)]]
+    rows = [["black box accuracy", *(_mean_se(summary[s]["classifier_accuracy"]) for s in sets)]]
     cells = {m: [] for m in methods}
     for s in sets:
         scores = summary[s]["methods"]
@@ -818,6 +824,19 @@ def render_explainers(results: dict) -> list[str]:
         ratio = bold(f"{summary[s]['ig_over_timex_time']:.0f}×")
         times.append(f"{timex:.2g} / {ig:.3g} ({ratio})")
     rows.append(["ms per series: TimeX / IG-50", *times])
+    # each split's TimeX AUPRC beside its black box's accuracy: the spread is mostly theirs
+    runs = {(r["dataset"], r["split"]): r for r in data.get("runs", [])}
+    if any(len(summary[s]["splits"]) > 1 for s in sets):
+        per_split = []
+        for s in sets:
+            parts = []
+            for split in summary[s]["splits"]:
+                run = runs.get((s, split))
+                if run:
+                    auprc = run["scores"]["timex"]["auprc"]
+                    parts.append(f"{auprc:.2f} ({run['classifier_accuracy']:.2f})")
+            per_split.append(" / ".join(parts))
+        rows.append(["TimeX per split (black box accuracy)", *per_split])
     header = ["AUPRC (AUP / AUR)", *(EXPLAINER_SETS[s] for s in sets)]
     return table(header, ["---"] + ["---:"] * len(sets), rows)
 

@@ -174,3 +174,39 @@ def test_load_table_has_every_route_the_total_and_memory():
     assert lines[-1] == (
         "Server and worker RSS went from 957 to 969 MiB (+1.3%; the test fails at +10%)."
     )
+
+
+def test_explainer_table_shows_the_split_spread():
+    """Several splits: accuracy and AUPRC carry a standard error, and a row lists each split's
+    TimeX AUPRC beside its black box's accuracy (where the spread comes from)."""
+    methods = {
+        m: {
+            "auprc": [0.5, 0.1],
+            "aup": [0.5, 0.0],
+            "aur": [0.5, 0.0],
+            "seconds_per_series": [0.01, 0.0],
+        }
+        for m in ("timex", "integrated_gradients")
+    }
+    summary = {
+        "splits": [0, 1],
+        "classifier_accuracy": [0.8, 0.15],
+        "methods": methods,
+        "ig_over_timex_time": 1.0,
+    }
+    runs = [
+        {
+            "dataset": "freqshapes",
+            "split": split,
+            "classifier_accuracy": acc,
+            "scores": {"timex": {"auprc": auprc}},
+        }
+        for split, acc, auprc in ((0, 0.95, 0.6), (1, 0.65, 0.4))
+    ]
+    lines = report.render_explainers(
+        {"explainers": {"summary": {"freqshapes": summary}, "runs": runs}}
+    )
+    text = "\n".join(lines)
+    assert "| black box accuracy | 0.800 ± 0.150 |" in text
+    assert "0.500 ± 0.100" in text
+    assert "| TimeX per split (black box accuracy) | 0.60 (0.95) / 0.40 (0.65) |" in text
