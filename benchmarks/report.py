@@ -824,7 +824,7 @@ def render_explainers(results: dict) -> list[str]:
         ratio = bold(f"{summary[s]['ig_over_timex_time']:.0f}×")
         times.append(f"{timex:.2g} / {ig:.3g} ({ratio})")
     rows.append(["ms per series: TimeX / IG-50", *times])
-    # each split's TimeX AUPRC beside its black box's accuracy: the spread is mostly theirs
+    # each split's TimeX AUPRC beside its black box's accuracy, to read the spread against
     runs = {(r["dataset"], r["split"]): r for r in data.get("runs", [])}
     if any(len(summary[s]["splits"]) > 1 for s in sets):
         per_split = []

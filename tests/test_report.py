@@ -178,7 +178,7 @@ def test_load_table_has_every_route_the_total_and_memory():
 
 def test_explainer_table_shows_the_split_spread():
     """Several splits: accuracy and AUPRC carry a standard error, and a row lists each split's
-    TimeX AUPRC beside its black box's accuracy (where the spread comes from)."""
+    TimeX AUPRC beside its black box's accuracy (to read the spread against)."""
     methods = {
         m: {
             "auprc": [0.5, 0.1],
