@@ -787,10 +787,9 @@ EXPLAINER_METHODS = {
 }
 
 
-def _mean_se(value: list[float]) -> str:
-    """[mean, standard error] as "mean ± se" (just the mean for one split)."""
-    mean, se = value
-    return f"{mean:.3f} ± {se:.3f}" if se else f"{mean:.3f}"
+def _with_se(mean_text: str, se: float) -> str:
+    """A formatted mean (bold or not) with " ± se" after it; just the mean for one split."""
+    return f"{mean_text} ± {se:.3f}" if se else mean_text
 
 
 def render_explainers(results: dict) -> list[str]:
@@ -800,15 +799,15 @@ def render_explainers(results: dict) -> list[str]:
     summary = data["summary"]
     sets = [s for s in EXPLAINER_SETS if s in summary]
     methods = [m for m in EXPLAINER_METHODS if all(m in summary[s]["methods"] for s in sets)]
-    rows = [["black box accuracy", *(_mean_se(summary[s]["classifier_accuracy"]) for s in sets)]]
+    accuracy = [summary[s]["classifier_accuracy"] for s in sets]
+    rows = [["black box accuracy", *(_with_se(f"{mean:.3f}", se) for mean, se in accuracy)]]
     cells = {m: [] for m in methods}
     for s in sets:
         scores = summary[s]["methods"]
         best = best_index([scores[m]["auprc"][0] for m in methods], higher=True)
         for i, m in enumerate(methods):
             (auprc, se), aup, aur = scores[m]["auprc"], scores[m]["aup"][0], scores[m]["aur"][0]
-            text = bold(f"{auprc:.3f}") if i == best else f"{auprc:.3f}"
-            text += f" ± {se:.3f}" if se else ""
+            text = _with_se(bold(f"{auprc:.3f}") if i == best else f"{auprc:.3f}", se)
             cells[m].append(f"{text} ({aup:.2f} / {aur:.2f})")
     rows += [[EXPLAINER_METHODS[m], *cells[m]] for m in methods]
     published = data.get("published_timex_auprc", {})
