@@ -1,0 +1,106 @@
+"""Learning curve of a time-series classifier recipe on one explainer-benchmark split.
+
+    python benchmarks/classifier_curve.py --dataset seqcomb-uv --split 2 --epochs 60 \
+        --set num_heads=8 positional_dim=64
+
+Trains the black box of ``benchmarks/explainers.py`` (the hyper-parameters of
+``pipelines/tsclassifier-<dataset>.yaml``, overridden by ``--set``) on that split's data folder,
+which the benchmark wrote (``benchmarks/runs/explainers/<dataset>-split<k>/data``), and prints
+validation accuracy and loss after every epoch, then the test accuracy of the best val-loss
+epoch as one JSON line. Why: the SeqComb classifiers learn in a late jump that a short cosine
+schedule can cut off, and a final accuracy alone does not show whether a recipe was still
+climbing. No MLflow, no explainer: minutes per epoch on one CPU core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.explainers import RUNS, _pipeline  # noqa: E402
+
+
+def _value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", type=int, required=True)
+    p.add_argument("--epochs", type=int, default=None, help="default: the pipeline's")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="TSClassifierTask overrides, e.g. num_heads=8")  # fmt: skip
+    p.add_argument("--work-dir", default=str(RUNS))
+    args = p.parse_args(argv)
+    data_dir = Path(args.work_dir) / f"{args.dataset.lower()}-split{args.split}" / "data"
+    if not (data_dir / "manifest.json").is_file():
+        p.error(f"no data at {data_dir}: run benchmarks/explainers.py on this split first")
+    overrides = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = _value(text)
+
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+    from behave.data.timeseries_datamodule import TimeSeriesDataModule
+    from behave.inference.timeseries import predict_classes
+    from behave.tasks.tsclassifier import TSClassifierTask
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    config = _pipeline("tsclassifier", args.dataset)
+    task_args = {**config["model"], "report_samples": 0, **overrides}
+    datamodule = TimeSeriesDataModule(str(data_dir), batch_size=64)
+    L.seed_everything(args.split, verbose=False)  # the benchmark's seed for this split
+    task = TSClassifierTask(data_info=datamodule.data_info, **task_args)
+
+    class PrintEpoch(Callback):
+        def on_validation_epoch_end(self, trainer, module):
+            m = trainer.callback_metrics
+            print(f"epoch {trainer.current_epoch:3d}  val accuracy "
+                  f"{float(m['val/accuracy']):.3f}  val loss {float(m['val/loss']):.3f}  "
+                  f"{time.strftime('%H:%M:%S')}", flush=True)  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as checkpoints:
+        best = ModelCheckpoint(dirpath=checkpoints, monitor="val/loss", mode="min")
+        trainer = L.Trainer(
+            max_epochs=args.epochs or config["max_epochs"],
+            accelerator="cpu",
+            logger=False,
+            callbacks=[best, PrintEpoch()],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            gradient_clip_val=1.0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(task, datamodule)
+        state = torch.load(best.best_model_path, weights_only=True)
+        task.load_state_dict(state["state_dict"])
+        best_epoch = Path(best.best_model_path).stem
+    x, y, _ = datamodule.split_arrays("test")
+    accuracy = float((predict_classes(task.model.eval(), x) == y).mean())
+    print(json.dumps({"dataset": args.dataset, "split": args.split, "overrides": overrides,
+                      "epochs": trainer.max_epochs, "best": best_epoch,
+                      "test_accuracy": accuracy}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
