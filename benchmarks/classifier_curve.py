@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.explainers import RUNS, _pipeline  # noqa: E402
+from benchmarks.explainers import RUNS, _fit, _pipeline  # noqa: E402
 
 
 def _value(text: str) -> int | float | str:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides[key] = _value(text)
 
     import lightning as L
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.callbacks import Callback
 
     from behave.data.timeseries_datamodule import TimeSeriesDataModule
     from behave.inference.timeseries import predict_classes
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     datamodule = TimeSeriesDataModule(str(data_dir), batch_size=64)
     L.seed_everything(args.split, verbose=False)  # the benchmark's seed for this split
     task = TSClassifierTask(data_info=datamodule.data_info, **task_args)
+    epochs = args.epochs or config["max_epochs"]
 
     class PrintEpoch(Callback):
         def on_validation_epoch_end(self, trainer, module):
@@ -80,25 +81,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"{time.strftime('%H:%M:%S')}", flush=True)  # fmt: skip
 
     with tempfile.TemporaryDirectory() as checkpoints:
-        best = ModelCheckpoint(dirpath=checkpoints, monitor="val/loss", mode="min")
-        trainer = L.Trainer(
-            max_epochs=args.epochs or config["max_epochs"],
-            accelerator="cpu",
-            logger=False,
-            callbacks=[best, PrintEpoch()],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            gradient_clip_val=1.0,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(task, datamodule)
-        state = torch.load(best.best_model_path, weights_only=True)
-        task.load_state_dict(state["state_dict"])
-        best_epoch = Path(best.best_model_path).stem
+        # the benchmark's own fit: same trainer settings and checkpoint rule as its black boxes
+        task, _ = _fit(task, datamodule, epochs, Path(checkpoints), "cpu", config["monitor"],
+                       callbacks=[PrintEpoch()])  # fmt: skip
+        best_epoch = next(Path(checkpoints).glob("*.ckpt")).stem  # the one kept (top 1)
     x, y, _ = datamodule.split_arrays("test")
     accuracy = float((predict_classes(task.model.eval(), x) == y).mean())
     print(json.dumps({"dataset": args.dataset, "split": args.split, "overrides": overrides,
-                      "epochs": trainer.max_epochs, "best": best_epoch,
+                      "epochs": epochs, "best": best_epoch,
                       "test_accuracy": accuracy}))  # fmt: skip
 
 

@@ -87,9 +87,10 @@ def _fit(
     workdir: Path,
     accelerator: str,
     monitor: tuple[str, str],
+    callbacks: list | None = None,
 ):
     """A Lightning fit; returns the task with its best weights by ``monitor`` (the pipeline's
-    checkpoint rule, from ``_pipeline``) loaded."""
+    checkpoint rule, from ``_pipeline``) loaded. ``callbacks`` run beside the checkpoint."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -102,7 +103,7 @@ def _fit(
         accelerator=accelerator,
         devices=1,
         logger=False,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *(callbacks or [])],
         enable_progress_bar=False,
         enable_model_summary=False,
         gradient_clip_val=1.0,
