@@ -25,7 +25,8 @@ Mean ± standard error over the splits, as the authors report. The ratio "IG / T
 per-series time of IG-50 over TimeX's, measured in the same run. Real sets (``--real``, needs
 aeon) have no ground truth: the faithfulness gap (accuracy drop when the top-k% attributed cells
 are replaced, minus the drop for random cells) is reported instead. No MLflow: runs are plain
-Lightning fits under ``benchmarks/runs/explainers/``; ``--resume`` reuses finished ones.
+Lightning fits under ``benchmarks/runs/explainers/``; ``--resume`` reuses finished ones (on a
+fresh clone: the runs the committed table holds, so one set can be rerun alone).
 
 Prints a table and writes JSON (``--out``).
 """
@@ -159,6 +160,21 @@ def _timed_attributions(model, x: torch.Tensor, target: torch.Tensor, method: st
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def _keep_finished_runs(args) -> None:
+    """Writes each run of the table ``--out`` holds into ``--runs-dir`` where that has none (a
+    fresh clone has only the committed table): a command that reruns one set, and rewrites
+    ``--out`` with that set alone, then loses no other set's runs, and ``--resume`` gathers
+    them all."""
+    out = Path(args.out)
+    if not out.is_file() or not out.stat().st_size:
+        return
+    for run in json.loads(out.read_text()).get("runs", []):
+        done = Path(args.runs_dir) / f"{run['dataset'].lower()}-split{run['split']}.json"
+        if not done.is_file():
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(run, indent=2))
 
 
 def run_split(args, dataset: str, split: int) -> dict:
@@ -340,22 +356,22 @@ def _run_parallel(args, pairs: list[tuple[str, int]], argv: list[str]) -> None:
         skip = False
         kept.append(a)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    running: list[subprocess.Popen] = []
+    started: dict[str, subprocess.Popen] = {}
     for dataset, split in pairs:
-        done = Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json"
-        if args.resume and done.is_file():
+        if args.resume and (Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json").is_file():
             continue
-        while len(running) >= args.jobs:
-            running = [p for p in running if p.poll() is None]
+        while sum(proc.poll() is None for proc in started.values()) >= args.jobs:
             time.sleep(1)
         flag = "--real" if dataset not in SYNTH else "--datasets"
         cmd = [sys.executable, __file__, *kept, flag, dataset, "--splits", str(split),
                "--jobs", "1", "--out", os.devnull]  # fmt: skip
         if flag == "--real":
             cmd += ["--datasets"]  # none: only the real set
-        running.append(subprocess.Popen(cmd, env=env))
-    for p in running:
-        p.wait()
+        started[f"{dataset} split {split}"] = subprocess.Popen(cmd, env=env)
+    # a failed run must not be filled in from an older table by the read-back that follows
+    failed = [label for label, proc in started.items() if proc.wait()]
+    if failed:
+        raise SystemExit(f"explainers: runs failed: {', '.join(failed)} (see their output above)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -387,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.cuda.is_available():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     started = time.perf_counter()
+    _keep_finished_runs(args)
     pairs = [(d, s) for d in args.datasets + args.real for s in args.splits]
     if args.jobs > 1:  # one process per run; each writes its JSON, then all are read back
         _run_parallel(args, pairs, argv if argv is not None else sys.argv[1:])
