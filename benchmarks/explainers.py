@@ -162,6 +162,11 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def _run_json(args, dataset: str, split: int) -> Path:
+    """Where a finished (dataset, split) run's JSON lives."""
+    return Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json"
+
+
 def _keep_finished_runs(args) -> None:
     """Writes each run of the table ``--out`` holds into ``--runs-dir`` where that has none (a
     fresh clone has only the committed table): a command that reruns one set, and rewrites
@@ -171,7 +176,7 @@ def _keep_finished_runs(args) -> None:
     if not out.is_file() or not out.stat().st_size:
         return
     for run in json.loads(out.read_text()).get("runs", []):
-        done = Path(args.runs_dir) / f"{run['dataset'].lower()}-split{run['split']}.json"
+        done = _run_json(args, run["dataset"], run["split"])
         if not done.is_file():
             done.parent.mkdir(parents=True, exist_ok=True)
             done.write_text(json.dumps(run, indent=2))
@@ -186,7 +191,7 @@ def run_split(args, dataset: str, split: int) -> dict:
     from behave.tasks.tsclassifier import TSClassifierTask
 
     workdir = Path(args.work_dir) / f"{dataset.lower()}-split{split}"
-    done = Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json"
+    done = _run_json(args, dataset, split)
     if args.resume and done.is_file():
         print(f"{dataset} split {split}: reusing {done}")
         return json.loads(done.read_text())
@@ -358,7 +363,7 @@ def _run_parallel(args, pairs: list[tuple[str, int]], argv: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     started: dict[str, subprocess.Popen] = {}
     for dataset, split in pairs:
-        if args.resume and (Path(args.runs_dir) / f"{dataset.lower()}-split{split}.json").is_file():
+        if args.resume and _run_json(args, dataset, split).is_file():
             continue
         while sum(proc.poll() is None for proc in started.values()) >= args.jobs:
             time.sleep(1)
