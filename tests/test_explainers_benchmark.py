@@ -1,0 +1,48 @@
+"""benchmarks/explainers.py: a split's run, and --resume reusing a trained classifier only when
+the recipe that trained it is unchanged."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.explainers import main  # noqa: E402
+
+
+def _run(tmp_path: Path, *extra: str) -> dict:
+    main(["--datasets", "freqshapes", "--splits", "0", "--num-train", "128",
+          "--classifier-epochs", "1", "--timex-epochs", "1", "--methods", "timex", "saliency",
+          "--work-dir", str(tmp_path), "--runs-dir", str(tmp_path / "results"),
+          "--out", str(tmp_path / "table.json"), *extra])  # fmt: skip
+    return json.loads((tmp_path / "table.json").read_text())["runs"][0]
+
+
+def _forget_the_run(tmp_path: Path) -> None:
+    """Drops the split's finished run (its JSON, and the table --resume would restore it from)
+    but not the classifier it trained."""
+    (tmp_path / "results" / "freqshapes-split0.json").unlink()
+    (tmp_path / "table.json").unlink()
+
+
+def test_resume_reuses_the_classifier_of_the_same_recipe_and_retrains_a_changed_one(
+    tmp_path, capsys
+):
+    first = _run(tmp_path)
+    assert set(first["scores"]) == {"timex", "saliency"}
+    assert 0.0 <= first["scores"]["timex"]["auprc"] <= 1.0
+    record = json.loads((tmp_path / "freqshapes-split0" / "classifier" / "fit.json").read_text())
+    assert record["recipe"]["max_epochs"] == 1 and record["checkpoint"].endswith(".ckpt")
+    capsys.readouterr()
+
+    _forget_the_run(tmp_path)
+    again = _run(tmp_path, "--resume")
+    assert "reusing the classifier" in capsys.readouterr().out
+    assert again["classifier_fit_s"] == first["classifier_fit_s"]  # the recorded fit, not a new one
+    assert again["classifier_accuracy"] == first["classifier_accuracy"]
+
+    _forget_the_run(tmp_path)
+    changed = _run(tmp_path, "--resume", "--classifier-epochs", "2")
+    assert "reusing the classifier" not in capsys.readouterr().out
+    assert changed["classifier_epochs"] == 2
