@@ -32,6 +32,9 @@ def test_resume_reuses_the_classifier_of_the_same_recipe_and_retrains_a_changed_
     first = _run(tmp_path)
     assert set(first["scores"]) == {"timex", "saliency"}
     assert 0.0 <= first["scores"]["timex"]["auprc"] <= 1.0
+    (variant,) = first["timex_variants"]  # the kept one: its test score is the table's
+    assert variant["test_auprc"] == first["scores"]["timex"]["auprc"]
+    assert 0.0 <= variant["kept_share"] <= 1.0
     record = json.loads((tmp_path / "freqshapes-split0" / "classifier" / "fit.json").read_text())
     assert record["recipe"]["max_epochs"] == 1 and record["checkpoint"].endswith(".ckpt")
     capsys.readouterr()
