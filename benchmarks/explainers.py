@@ -12,9 +12,9 @@ process on one device:
 2. the black box is trained with the classifier pipeline's task (``TSClassifierTask``, the
    hyper-parameters of ``pipelines/tsclassifier-<dataset>.yaml``), best val-loss epoch kept;
 3. TimeX is trained against it (``TimeXTask``, ``pipelines/timex-<dataset>.yaml``'s values),
-   the epoch its pipeline's ModelCheckpoint keeps: best val loss (FreqShapes), or best val
-   AUPRC (SeqComb-UV, SeqComb-MV, LowVarDetect: the validation split's ground truth; the test
-   split's is only used to score);
+   the epoch its pipeline's ModelCheckpoint keeps: best val loss (FreqShapes, GunPoint), or
+   best val AUPRC (SeqComb-UV, SeqComb-MV, LowVarDetect: the validation split's ground truth;
+   the test split's is only used to score);
 4. every method explains the same test series (the classifier's predicted class): TimeX in one
    forward pass; Integrated Gradients (50 steps, zero baseline), DeepLift, Saliency, Occlusion
    (window 5). Scores: AUPRC / AUP / AUR against the ground truth, null class (SeqComb's 0)
@@ -377,10 +377,10 @@ def print_table(table: dict, methods: list[str]) -> None:
 def _run_parallel(args, pairs: list[tuple[str, int]], argv: list[str]) -> None:
     """Runs each (dataset, split) in its own process, ``args.jobs`` at a time (one GPU or the
     CPU cores are shared: small models leave most of an accelerator idle)."""
-    base = list(argv)  # --resume included: a child then reuses its split's trained classifier
+    # --resume stays in: a child then reuses its split's trained classifier
     drop = {"--datasets", "--real", "--splits", "--jobs"}
     kept, skip = [], False
-    for a in base:
+    for a in argv:
         if a in drop:
             skip = True
             continue
