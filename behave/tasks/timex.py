@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from behave.errors import ConfigError
 from behave.explain.timex import TimeX, TimeXConfig, TimeXOutput
@@ -267,6 +269,13 @@ class TimeXTask(L.LightningModule):
         total = max(1.0, hp.prior_decay_fraction * self.trainer.estimated_stepping_batches)
         progress = min(1.0, self.global_step / total)
         return hp.mask_prior_start + (hp.mask_prior - hp.mask_prior_start) * progress
+
+    def on_fit_start(self) -> None:
+        # The frozen black box sits in eval mode on purpose (TimeX.train keeps it there); Lightning's
+        # "Found N module(s) in eval mode" warning would make every fit look misconfigured.
+        warnings.filterwarnings(
+            "ignore", message=r"Found \d+ module\(s\) in eval mode", category=PossibleUserWarning
+        )
 
     def training_step(self, batch, batch_idx):
         self.log("train/mask_prior", self.current_prior())
