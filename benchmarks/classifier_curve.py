@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -59,7 +58,6 @@ def main(argv: list[str] | None = None) -> None:
         overrides[key] = _value(text)
 
     import lightning as L
-    from lightning.pytorch.callbacks import Callback
 
     from behave.data.timeseries_datamodule import TimeSeriesDataModule
     from behave.inference.timeseries import predict_classes
@@ -73,17 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     task = TSClassifierTask(data_info=datamodule.data_info, **task_args)
     epochs = args.epochs or config["max_epochs"]
 
-    class PrintEpoch(Callback):
-        def on_validation_epoch_end(self, trainer, module):
-            m = trainer.callback_metrics
-            print(f"epoch {trainer.current_epoch:3d}  val accuracy "
-                  f"{float(m['val/accuracy']):.3f}  val loss {float(m['val/loss']):.3f}  "
-                  f"{time.strftime('%H:%M:%S')}", flush=True)  # fmt: skip
-
     with tempfile.TemporaryDirectory() as checkpoints:
-        # the benchmark's own fit: same trainer settings and checkpoint rule as its black boxes
+        # the benchmark's own fit: same trainer settings, checkpoint rule and per-epoch lines
+        # (val loss and accuracy) as its black boxes
         task, _ = _fit(task, datamodule, epochs, Path(checkpoints), "cpu", config["monitor"],
-                       callbacks=[PrintEpoch()])  # fmt: skip
+                       label=f"{args.dataset}-split{args.split}")  # fmt: skip
         best_epoch = next(Path(checkpoints).glob("*.ckpt")).stem  # the one kept (top 1)
     x, y, _ = datamodule.split_arrays("test")
     accuracy = float((predict_classes(task.model.eval(), x) == y).mean())

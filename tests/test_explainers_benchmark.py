@@ -1,4 +1,4 @@
-"""benchmarks/explainers.py: a split's run, and --resume reusing a trained classifier only when
+"""benchmarks/explainers.py: a split's run (with a progress line per epoch), and --resume reusing a trained classifier only when
 the recipe that trained it is unchanged."""
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def test_resume_reuses_the_classifier_of_the_same_recipe_and_retrains_a_changed_
     assert 0.0 <= variant["kept_share"] <= 1.0
     record = json.loads((tmp_path / "freqshapes-split0" / "classifier" / "fit.json").read_text())
     assert record["recipe"]["max_epochs"] == 1 and record["checkpoint"].endswith(".ckpt")
-    capsys.readouterr()
+    out = capsys.readouterr().out  # a progress line per epoch of each fit, with its metric
+    assert "freqshapes-split0/classifier: epoch 1/1  val/loss " in out
+    assert "val/accuracy " in out.split("freqshapes-split0/classifier: epoch 1/1")[1]
+    assert "freqshapes-split0/timex-0: epoch 1/1  val/loss " in out  # FreqShapes: by val loss
 
     _forget_the_run(tmp_path)
     again = _run(tmp_path, "--resume")
