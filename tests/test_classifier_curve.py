@@ -22,10 +22,9 @@ def test_prints_each_epoch_and_the_best_epochs_test_accuracy(tmp_path, capsys):
     main(["--dataset", "freqshapes", "--split", "0", "--epochs", "2",
           "--set", "num_heads=2", "d_model=32", "--work-dir", str(tmp_path)])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[:2] for line in lines if line.startswith("epoch")] == [
-        ["epoch", "0"],
-        ["epoch", "1"],
-    ]
+    epochs = [line for line in lines if line.startswith("freqshapes-split0: epoch")]
+    assert [line.split()[2] for line in epochs] == ["1/2", "2/2"]
+    assert all("val/loss" in line and "val/accuracy" in line for line in epochs)
     result = json.loads(lines[-1])
     assert result["overrides"] == {"num_heads": 2, "d_model": 32}
     assert result["epochs"] == 2
