@@ -95,7 +95,9 @@ def _epoch_lines(label: str, monitor: tuple[str, str]):
         def on_train_start(self, trainer, module):
             self.start, self.best = time.perf_counter(), None
 
-        def on_validation_epoch_end(self, trainer, module):
+        def on_validation_end(self, trainer, module):
+            # not on_validation_epoch_end: callbacks run that before the task's own hook, which
+            # is where TimeX logs val/auprc (the ModelCheckpoint also reads it here)
             if trainer.sanity_checking:
                 return
             metrics = trainer.callback_metrics

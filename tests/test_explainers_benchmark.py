@@ -52,3 +52,40 @@ def test_resume_reuses_the_classifier_of_the_same_recipe_and_retrains_a_changed_
     changed = _run(tmp_path, "--resume", "--classifier-epochs", "2")
     assert "reusing the classifier" not in capsys.readouterr().out
     assert changed["classifier_epochs"] == 2
+
+
+def test_epoch_lines_read_a_metric_the_task_logs_at_epoch_end(capsys):
+    """TimeX logs val/auprc in its own on_validation_epoch_end, which Lightning calls after the
+    callbacks' hook of that name: the progress line must still find it."""
+    import lightning as L
+    import torch
+
+    from benchmarks.explainers import _epoch_lines
+
+    class LogsAtEpochEnd(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w * batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def on_validation_epoch_end(self):
+            self.log("val/auprc", 0.25 * (self.current_epoch + 1))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)))
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[_epoch_lines("demo", ("val/auprc", "max"))])  # fmt: skip
+    trainer.fit(LogsAtEpochEnd(), loader, loader)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("demo:")]
+    assert [line.split("  ")[:2] for line in lines] == [
+        ["demo: epoch 1/2", "val/auprc 0.250 (best 0.250)"],
+        ["demo: epoch 2/2", "val/auprc 0.500 (best 0.500)"],
+    ]
