@@ -1,5 +1,5 @@
-"""benchmarks/explainers.py: a split's run (with a progress line per epoch), and --resume reusing a trained classifier only when
-the recipe that trained it is unchanged."""
+"""benchmarks/explainers.py: a split's run (with a progress line per epoch), and --resume
+reusing a trained classifier only when the recipe that trained it is unchanged."""
 
 from __future__ import annotations
 
