@@ -89,3 +89,17 @@ def test_epoch_lines_read_a_metric_the_task_logs_at_epoch_end(capsys):
         ["demo: epoch 1/2", "val/auprc 0.250 (best 0.250)"],
         ["demo: epoch 2/2", "val/auprc 0.500 (best 0.500)"],
     ]
+
+
+def test_parallel_runs_share_the_cores_unless_the_user_set_the_threads(monkeypatch):
+    """Each of --jobs N children gets cores // N threads (the module's 2-thread default put
+    4 threads on 2 cores with 2 jobs, 3.6x slower); an OMP_NUM_THREADS the user set wins."""
+    import benchmarks.explainers as bench
+
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(bench, "_USER_THREADS", None)
+    assert bench._child_threads(2) == "1"
+    assert bench._child_threads(1) == "2"
+    assert bench._child_threads(4) == "1"  # never 0
+    monkeypatch.setattr(bench, "_USER_THREADS", "3")
+    assert bench._child_threads(2) == "3"
